@@ -1,0 +1,194 @@
+use std::collections::BTreeMap;
+
+use super::*;
+use crate::record::{AlarmState, Outcome, RequirementCoverage, Severity, SpecInUse};
+
+fn assertion() -> Assertion {
+    Assertion {
+        assertion_id: uuid::Uuid::now_v7(),
+        ts: 1_764_000_000_000,
+        spec: "compute-service".into(),
+        spec_version: 3,
+        component: "frontend.throttle".into(),
+        instance: "fe-1".into(),
+        agent_id: "agent-1".into(),
+        requirement: "frontend/tls-min-version".into(),
+        task: "serve-request".into(),
+        outcome: Outcome::Fail,
+        severity: Severity::Critical,
+        count: 1,
+        message: "tls 1.0 < 1.2".into(),
+        details: r#"{"tls_version":"1.0"}"#.into(),
+        labels: BTreeMap::from([("region".into(), "eu-1".into())]),
+    }
+}
+
+fn heartbeat() -> Heartbeat {
+    Heartbeat {
+        agent_id: "agent-1".into(),
+        component: "frontend".into(),
+        instance: "fe-1".into(),
+        ts: 1_764_000_000_000,
+        started_at: 1_763_000_000_000,
+        sdk_version: "0.1.0".into(),
+        specs: vec![SpecInUse { spec: "compute-service".into(), version: 3 }],
+        checked: 10,
+        emitted: 4,
+        dropped: 0,
+        requirements: vec![RequirementCoverage {
+            spec: "compute-service".into(),
+            requirement: "frontend/tls-min-version".into(),
+            evaluations: 7,
+        }],
+        labels: BTreeMap::new(),
+    }
+}
+
+#[test]
+fn crc64_avro_fingerprint_matches_the_avro_specification() {
+    // The Avro specification's test vector: the fingerprint of the schema "null".
+    let schema = apache_avro::Schema::parse_str(r#""null""#).unwrap();
+    assert_eq!(u64::from_le_bytes(fingerprint(&schema)), 7_195_948_357_588_979_594);
+}
+
+#[test]
+fn every_record_round_trips_through_avro() {
+    let a = assertion();
+    let codec = Codec::<Assertion>::new();
+    let bytes = codec.encode(&a).unwrap();
+    assert_eq!(&bytes[..2], &AVRO_MAGIC);
+    assert_eq!(&bytes[2..10], &codec.fingerprint());
+    assert_eq!(codec.decode(&bytes).unwrap(), a);
+
+    let h = heartbeat();
+    let codec = Codec::<Heartbeat>::new();
+    assert_eq!(codec.decode(&codec.encode(&h).unwrap()).unwrap(), h);
+
+    let s = SpecVersion {
+        spec: "compute-service".into(),
+        version: 2,
+        ts: 1_764_000_000_000,
+        author: "alice".into(),
+        comment: "raise limit".into(),
+        sha256: "ab".repeat(32),
+        deleted: false,
+        document: r#"{"spec":"compute-service"}"#.into(),
+        patch: r#"[{"op":"replace","path":"/x","value":1}]"#.into(),
+    };
+    let codec = Codec::<SpecVersion>::new();
+    assert_eq!(codec.decode(&codec.encode(&s).unwrap()).unwrap(), s);
+
+    let e = AlarmEvent {
+        fingerprint: "f1".into(),
+        ts: 1_764_000_000_000,
+        rule: "critical-failure".into(),
+        state: AlarmState::Firing,
+        severity: Severity::Critical,
+        spec: "compute-service".into(),
+        component: "frontend".into(),
+        requirement: "frontend/tls-min-version".into(),
+        summary: "1 failure".into(),
+        value: 1.0,
+        labels: BTreeMap::new(),
+    };
+    let codec = Codec::<AlarmEvent>::new();
+    assert_eq!(codec.decode(&codec.encode(&e).unwrap()).unwrap(), e);
+}
+
+#[test]
+fn fingerprints_differ_between_record_types() {
+    let fps = [
+        Codec::<Assertion>::new().fingerprint(),
+        Codec::<Heartbeat>::new().fingerprint(),
+        Codec::<SpecVersion>::new().fingerprint(),
+        Codec::<AlarmEvent>::new().fingerprint(),
+    ];
+    for (i, a) in fps.iter().enumerate() {
+        for b in &fps[i + 1..] {
+            assert_ne!(a, b);
+        }
+    }
+}
+
+#[test]
+fn json_assertion_is_accepted_with_defaults() {
+    let json = r#"{"assertion_id":"0190b5a2-7c3e-7d4e-9a00-000000000001","ts":1764000000000,
+        "spec":"s","spec_version":1,"component":"c","instance":"i","agent_id":"a",
+        "requirement":"c/r","outcome":"pass","severity":"minor"}"#;
+    let a = Codec::<Assertion>::new().decode(json.as_bytes()).unwrap();
+    assert_eq!(a.outcome, Outcome::Pass);
+    assert_eq!(a.severity, Severity::Minor);
+    assert_eq!(a.count, 1);
+    assert!(a.labels.is_empty());
+}
+
+#[test]
+fn json_heartbeat_is_accepted() {
+    let h = heartbeat();
+    let json = serde_json::to_vec(&h).unwrap();
+    assert_eq!(Codec::<Heartbeat>::new().decode(&json).unwrap(), h);
+}
+
+#[test]
+fn json_is_refused_where_the_topic_takes_only_avro() {
+    let err = Codec::<SpecVersion>::new().decode(b"{\"spec\":\"x\"}").unwrap_err();
+    assert_eq!(err, DecodeError::JsonNotAccepted);
+}
+
+#[test]
+fn garbage_gives_typed_errors() {
+    let codec = Codec::<Assertion>::new();
+    assert_eq!(codec.decode(b"").unwrap_err(), DecodeError::Empty);
+    assert_eq!(codec.decode(&[0xC3, 0x01, 1, 2]).unwrap_err(), DecodeError::Truncated { len: 4 });
+    assert_eq!(codec.decode(b"hello").unwrap_err(), DecodeError::UnknownFormat { byte: b'h' });
+    assert_eq!(codec.decode(&[0xC3, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap_err().kind(), "unknown_format");
+    let unknown = codec.decode(&[0xC3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 0]).unwrap_err();
+    assert_eq!(unknown, DecodeError::UnknownFingerprint { fingerprint: "0102030405060708".into() });
+    assert_eq!(codec.decode(b"{\"assertion_id\":").unwrap_err().kind(), "json");
+    // Wrong type for a field.
+    let wrong = r#"{"assertion_id":"0190b5a2-7c3e-7d4e-9a00-000000000001","ts":"yesterday"}"#;
+    assert_eq!(codec.decode(wrong.as_bytes()).unwrap_err().kind(), "json");
+}
+
+#[test]
+fn every_truncation_of_a_valid_record_is_an_error_not_a_panic() {
+    let codec = Codec::<Assertion>::new();
+    let bytes = codec.encode(&assertion()).unwrap();
+    for len in 0..bytes.len() {
+        assert!(codec.decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+    }
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert_eq!(codec.decode(&longer).unwrap_err(), DecodeError::TrailingBytes { trailing: 1 });
+}
+
+#[test]
+fn forged_lengths_do_not_allocate_or_panic() {
+    let codec = Codec::<Assertion>::new();
+    let mut bytes = codec.encode(&assertion()).unwrap();
+    // The UUID string's length is the first varint of the body: make it huge.
+    bytes.truncate(10);
+    bytes.extend_from_slice(&[0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x7F]);
+    assert_eq!(codec.decode(&bytes).unwrap_err().kind(), "avro");
+}
+
+#[test]
+fn semantic_checks_reject_what_the_schema_allows() {
+    let codec = Codec::<Assertion>::new();
+    let mut a = assertion();
+    a.count = 0;
+    let err = codec.decode(&codec.encode(&a).unwrap()).unwrap_err();
+    assert_eq!(err, DecodeError::Invalid("count 0 must be at least 1".into()));
+
+    let mut a = assertion();
+    a.message = "x".repeat(MAX_FIELD_BYTES + 1);
+    assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
+
+    let mut a = assertion();
+    a.details = "not json".into();
+    assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
+
+    let mut a = assertion();
+    a.component.clear();
+    assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
+}
