@@ -123,7 +123,7 @@ impl<T: Record> Codec<T> {
     pub fn new() -> Self {
         static LIMIT: Once = Once::new();
         LIMIT.call_once(|| {
-            apache_avro::max_allocation_bytes(MAX_AVRO_ALLOCATION);
+            apache_avro::util::max_allocation_bytes(MAX_AVRO_ALLOCATION);
         });
         let schema = parse_schema(T::SCHEMA);
         let fingerprint = fingerprint(&schema);

@@ -8,3 +8,5 @@
 pub mod codec;
 pub mod config;
 pub mod record;
+pub mod check;
+pub mod spec;
