@@ -10,3 +10,6 @@ pub mod config;
 pub mod record;
 pub mod check;
 pub mod spec;
+pub mod clickhouse;
+pub mod kafka;
+pub mod telemetry;

@@ -1,0 +1,188 @@
+//! Kafka plumbing shared by every part: topic names, client settings, topic creation, and
+//! reading a compacted topic to its end.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use crate::config::KafkaConfig;
+
+/// The topic definitions (DESIGN.md section 5), shared with `deploy/local/stack`.
+const TOPICS_CONF: &str = include_str!("../../schemas/kafka-topics.conf");
+
+/// The full names of the specaudit topics under one prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Topics {
+    /// Compacted: the latest version of every spec.
+    pub specs: String,
+    /// Every version of every spec.
+    pub spec_history: String,
+    pub assertions: String,
+    pub heartbeats: String,
+    pub alarms: String,
+    pub dead_letters: String,
+}
+
+impl Topics {
+    pub fn new(prefix: &str) -> Topics {
+        let name = |suffix: &str| format!("{prefix}{suffix}");
+        Topics {
+            specs: name("specs"),
+            spec_history: name("spec-history"),
+            assertions: name("assertions"),
+            heartbeats: name("heartbeats"),
+            alarms: name("alarms"),
+            dead_letters: name("dead-letters"),
+        }
+    }
+}
+
+/// One topic as `schemas/kafka-topics.conf` defines it (name without prefix).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicDefinition {
+    pub name: String,
+    pub partitions: i32,
+    pub configs: Vec<(String, String)>,
+}
+
+/// Parses `schemas/kafka-topics.conf`: `NAME PARTITIONS CONFIGS` per line, `-` for none.
+pub fn topic_definitions() -> Vec<TopicDefinition> {
+    TOPICS_CONF
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let name = fields.next()?.to_owned();
+            let partitions = fields.next()?.parse().ok()?;
+            let configs = match fields.next() {
+                None | Some("-") => Vec::new(),
+                Some(list) => list
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            };
+            Some(TopicDefinition { name, partitions, configs })
+        })
+        .collect()
+}
+
+/// librdkafka settings for `config`: the brokers plus every pass-through key.
+pub fn client_config(config: &KafkaConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    client.set("bootstrap.servers", &config.brokers);
+    for (key, value) in &config.client {
+        client.set(key, value);
+    }
+    client
+}
+
+/// Creates the specaudit topics under `config.topic_prefix` where missing.
+pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
+    let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;
+    let definitions = topic_definitions();
+    let names: Vec<String> = definitions.iter().map(|d| format!("{}{}", config.topic_prefix, d.name)).collect();
+    let topics: Vec<NewTopic<'_>> = definitions
+        .iter()
+        .zip(&names)
+        .map(|(d, name)| {
+            d.configs.iter().fold(
+                NewTopic::new(name, d.partitions, TopicReplication::Fixed(1)),
+                |topic, (k, v)| topic.set(k, v),
+            )
+        })
+        .collect();
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    for result in admin.create_topics(&topics, &options).await? {
+        match result {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((topic, code)) => {
+                return Err(KafkaError::AdminOp(code)).inspect_err(|_| tracing::error!(%topic, ?code, "cannot create topic"))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads every partition of `topic` from the beginning to the high watermark seen at the
+/// start, calling `each` for every message. For compacted topics this yields the latest
+/// value of every key (and possibly some older ones, which the caller overwrites).
+pub fn read_to_end(
+    config: &KafkaConfig,
+    topic: &str,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    let consumer: BaseConsumer = client_config(config)
+        .set("group.id", "specaudit-reader")
+        .set("enable.auto.commit", "false")
+        .set("enable.partition.eof", "false")
+        .create()?;
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let partitions: Vec<i32> = metadata
+        .topics()
+        .iter()
+        .flat_map(|t| t.partitions().iter().map(|p| p.id()))
+        .collect();
+    if partitions.is_empty() {
+        return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
+    }
+    let mut remaining: HashMap<i32, i64> = HashMap::new();
+    let mut assignment = TopicPartitionList::new();
+    for partition in partitions {
+        let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
+        if high > low {
+            remaining.insert(partition, high);
+            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+        }
+    }
+    if remaining.is_empty() {
+        return Ok(());
+    }
+    consumer.assign(&assignment)?;
+    let deadline = Instant::now() + timeout;
+    while !remaining.is_empty() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
+        }
+        match consumer.poll(left.min(Duration::from_millis(200))) {
+            None => {}
+            Some(Err(e)) => return Err(e),
+            Some(Ok(message)) => {
+                let partition = message.partition();
+                let end = remaining.get(&partition).copied();
+                if end.is_some_and(|end| message.offset() + 1 >= end) {
+                    remaining.remove(&partition);
+                }
+                each(&message);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_definitions_cover_every_topic() {
+        let defs = topic_definitions();
+        let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
+        assert_eq!(names, ["specs", "spec-history", "assertions", "heartbeats", "alarms", "dead-letters"]);
+        let specs = &defs[0];
+        assert!(specs.configs.contains(&("cleanup.policy".into(), "compact".into())));
+        assert!(defs[2].partitions > 1, "assertions need several partitions");
+        let topics = Topics::new("t.");
+        assert_eq!(topics.spec_history, "t.spec-history");
+        assert_eq!(topics.dead_letters, "t.dead-letters");
+    }
+}

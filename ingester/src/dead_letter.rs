@@ -1,0 +1,83 @@
+//! Dead letters: a record that cannot be ingested is sent, bytes untouched, to the
+//! dead-letters topic with the reason and its origin in headers, before the offset that
+//! covers it is committed. The ingester reads that topic back into `dead_letters`.
+
+use std::time::Duration;
+
+use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
+use rdkafka::producer::{FutureProducer, FutureRecord};
+
+use crate::rows::{DeadLetterRow, Source};
+
+pub const HEADER_REASON: &str = "specaudit.reason";
+pub const HEADER_ERROR: &str = "specaudit.error";
+pub const HEADER_TOPIC: &str = "specaudit.source.topic";
+pub const HEADER_PARTITION: &str = "specaudit.source.partition";
+pub const HEADER_OFFSET: &str = "specaudit.source.offset";
+
+/// A record that could not be ingested, and why.
+#[derive(Debug, Clone)]
+pub struct DeadLetter {
+    pub key: Option<Vec<u8>>,
+    pub payload: Vec<u8>,
+    /// Short stable code, e.g. `truncated`, `unknown_fingerprint`, `invalid`.
+    pub reason: &'static str,
+    /// The full error, for people.
+    pub error: String,
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+}
+
+impl DeadLetter {
+    pub fn new(message: &BorrowedMessage<'_>, reason: &'static str, error: String) -> Self {
+        DeadLetter {
+            key: message.key().map(<[u8]>::to_vec),
+            payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            reason,
+            error,
+            topic: message.topic().to_owned(),
+            partition: message.partition(),
+            offset: message.offset(),
+        }
+    }
+}
+
+/// Sends dead letters and waits for the broker to acknowledge them.
+pub async fn send(producer: &FutureProducer, topic: &str, letter: &DeadLetter) -> Result<(), rdkafka::error::KafkaError> {
+    let partition = letter.partition.to_string();
+    let offset = letter.offset.to_string();
+    let headers = OwnedHeaders::new()
+        .insert(Header { key: HEADER_REASON, value: Some(letter.reason) })
+        .insert(Header { key: HEADER_ERROR, value: Some(letter.error.as_str()) })
+        .insert(Header { key: HEADER_TOPIC, value: Some(letter.topic.as_str()) })
+        .insert(Header { key: HEADER_PARTITION, value: Some(partition.as_str()) })
+        .insert(Header { key: HEADER_OFFSET, value: Some(offset.as_str()) });
+    let mut record = FutureRecord::<[u8], [u8]>::to(topic).payload(&letter.payload).headers(headers);
+    if let Some(key) = &letter.key {
+        record = record.key(key);
+    }
+    producer.send(record, Duration::from_secs(30)).await.map(|_| ()).map_err(|(e, _)| e)
+}
+
+/// The row for a record read back from the dead-letters topic.
+pub fn row(message: &BorrowedMessage<'_>, source: Source) -> DeadLetterRow {
+    let header = |name: &str| -> String {
+        message
+            .headers()
+            .and_then(|h| h.iter().find(|h| h.key == name).and_then(|h| h.value))
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .unwrap_or_default()
+    };
+    DeadLetterRow {
+        ts_ms: message.timestamp().to_millis().and_then(|t| u64::try_from(t).ok()).unwrap_or(0),
+        source_topic: header(HEADER_TOPIC),
+        source_partition: header(HEADER_PARTITION).parse().unwrap_or(-1),
+        source_offset: header(HEADER_OFFSET).parse().unwrap_or(-1),
+        reason: header(HEADER_REASON),
+        error: header(HEADER_ERROR),
+        payload: message.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        kafka_partition: source.partition,
+        kafka_offset: source.offset,
+    }
+}
