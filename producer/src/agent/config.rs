@@ -1,0 +1,65 @@
+//! How an agent is set up.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+use specaudit_core::config::KafkaConfig;
+
+/// Settings of one agent: where Kafka is, who the agent speaks for, and its limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    /// The component path this agent checks, e.g. `frontend.throttle`.
+    pub component: String,
+    /// This copy of the component, e.g. a host or pod name.
+    pub instance: String,
+    /// Attached to every assertion and heartbeat.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Bytes of assertions that may wait for Kafka; beyond it records are dropped and counted.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
+    /// Identical passes within this interval travel as one assertion with a count.
+    #[serde(default = "default_rollup", with = "humantime_serde")]
+    pub rollup_interval: Duration,
+    #[serde(default = "default_heartbeat", with = "humantime_serde")]
+    pub heartbeat_interval: Duration,
+    /// How long start waits to have read every spec.
+    #[serde(default = "default_start_timeout", with = "humantime_serde")]
+    pub start_timeout: Duration,
+}
+
+fn default_queue_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_rollup() -> Duration {
+    Duration::from_secs(1)
+}
+
+fn default_heartbeat() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl AgentConfig {
+    /// An agent for `component` / `instance` with the default limits.
+    pub fn new(kafka: KafkaConfig, component: impl Into<String>, instance: impl Into<String>) -> Self {
+        AgentConfig {
+            kafka,
+            component: component.into(),
+            instance: instance.into(),
+            labels: BTreeMap::new(),
+            queue_bytes: default_queue_bytes(),
+            rollup_interval: default_rollup(),
+            heartbeat_interval: default_heartbeat(),
+            start_timeout: default_start_timeout(),
+        }
+    }
+}

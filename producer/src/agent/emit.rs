@@ -1,0 +1,245 @@
+//! Emission: rollups, assertion and heartbeat records, and the bounded producer queue.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::message::DeliveryResult;
+use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::ClientContext;
+use specaudit_core::codec::Codec;
+use specaudit_core::kafka::{client_config, Topics};
+use specaudit_core::record::{now_ms, Assertion, Heartbeat, Outcome, RequirementCoverage, Severity};
+use uuid::Uuid;
+
+use super::specs::{CompiledRequirement, CompiledSpec, SpecSet};
+use super::{AgentConfig, AgentError};
+
+/// What an agent has done since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Outcomes produced by `check` and `assert`.
+    pub checked: i64,
+    /// Records Kafka acknowledged.
+    pub emitted: i64,
+    /// Records dropped: queue full, Kafka unreachable past the message timeout.
+    pub dropped: i64,
+}
+
+#[derive(Debug, Default)]
+struct Cells {
+    checked: AtomicI64,
+    emitted: AtomicI64,
+    dropped: AtomicI64,
+}
+
+struct DeliveryCount(Arc<Cells>);
+
+impl ClientContext for DeliveryCount {}
+
+impl ProducerContext for DeliveryCount {
+    type DeliveryOpaque = ();
+
+    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+        match result {
+            Ok(_) => self.0.emitted.fetch_add(1, Ordering::Relaxed),
+            Err(_) => self.0.dropped.fetch_add(1, Ordering::Relaxed),
+        };
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RollupKey {
+    spec: String,
+    version: i64,
+    requirement: String,
+    task: String,
+    outcome: Outcome,
+    severity: Severity,
+}
+
+pub(super) struct Emitter {
+    agent_id: String,
+    component: String,
+    instance: String,
+    key: String,
+    labels: std::collections::BTreeMap<String, String>,
+    topics: Topics,
+    producer: ThreadedProducer<DeliveryCount>,
+    assertions: Codec<Assertion>,
+    heartbeats: Codec<Heartbeat>,
+    rollups: Mutex<HashMap<RollupKey, i64>>,
+    evaluations: Mutex<HashMap<(String, String), i64>>,
+    cells: Arc<Cells>,
+    started_at: i64,
+}
+
+impl Emitter {
+    pub(super) fn new(config: &AgentConfig) -> Result<Emitter, AgentError> {
+        let cells = Arc::new(Cells::default());
+        let kbytes = (config.queue_bytes / 1024).max(1);
+        let producer = client_config(&config.kafka)
+            .set("queue.buffering.max.kbytes", kbytes.to_string())
+            .set("queue.buffering.max.messages", "1000000")
+            .set("linger.ms", "20")
+            .set("compression.type", "lz4")
+            // A record Kafka has not taken within this time is dropped and counted.
+            .set("message.timeout.ms", "30000")
+            .create_with_context(DeliveryCount(Arc::clone(&cells)))?;
+        let short = Uuid::new_v4().simple().to_string();
+        Ok(Emitter {
+            agent_id: format!("{}-{}", config.instance, &short[..8]),
+            component: config.component.clone(),
+            instance: config.instance.clone(),
+            key: format!("{}/{}", config.component, config.instance),
+            labels: config.labels.clone(),
+            topics: Topics::new(&config.kafka.topic_prefix),
+            producer,
+            assertions: Codec::new(),
+            heartbeats: Codec::new(),
+            rollups: Mutex::new(HashMap::new()),
+            evaluations: Mutex::new(HashMap::new()),
+            cells,
+            started_at: now_ms(),
+        })
+    }
+
+    pub(super) fn agent_id(&self) -> &str {
+        &self.agent_id
+    }
+
+    pub(super) fn counters(&self) -> Counters {
+        Counters {
+            checked: self.cells.checked.load(Ordering::Relaxed),
+            emitted: self.cells.emitted.load(Ordering::Relaxed),
+            dropped: self.cells.dropped.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Takes one outcome: passes and skips are rolled up, fails and errors sent now.
+    pub(super) fn record(
+        &self,
+        spec: &CompiledSpec,
+        requirement: &CompiledRequirement,
+        task: &str,
+        outcome: Outcome,
+        message: &str,
+        details: String,
+    ) {
+        self.cells.checked.fetch_add(1, Ordering::Relaxed);
+        *lock(&self.evaluations).entry((spec.name.clone(), requirement.id.clone())).or_insert(0) += 1;
+        let key = RollupKey {
+            spec: spec.name.clone(),
+            version: spec.version,
+            requirement: requirement.id.clone(),
+            task: task.to_owned(),
+            outcome,
+            severity: requirement.severity,
+        };
+        match outcome {
+            Outcome::Pass | Outcome::Skip => *lock(&self.rollups).entry(key).or_insert(0) += 1,
+            Outcome::Fail | Outcome::Error => self.send(key, 1, message.to_owned(), details),
+        }
+    }
+
+    fn send(&self, key: RollupKey, count: i64, message: String, details: String) {
+        let assertion = Assertion {
+            assertion_id: Uuid::now_v7(),
+            ts: now_ms(),
+            spec: key.spec,
+            spec_version: key.version,
+            component: self.component.clone(),
+            instance: self.instance.clone(),
+            agent_id: self.agent_id.clone(),
+            requirement: key.requirement,
+            task: key.task,
+            outcome: key.outcome,
+            severity: key.severity,
+            count,
+            message: truncate(message, specaudit_core::codec::MAX_FIELD_BYTES),
+            details: if details.len() > specaudit_core::codec::MAX_FIELD_BYTES { String::new() } else { details },
+            labels: self.labels.clone(),
+        };
+        match self.assertions.encode(&assertion) {
+            Ok(bytes) => self.produce(&self.topics.assertions, &self.key, &bytes),
+            Err(error) => {
+                tracing::warn!(%error, "cannot encode assertion, dropped");
+                self.cells.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn produce(&self, topic: &str, key: &str, bytes: &[u8]) {
+        if let Err((error, _)) = self.producer.send(BaseRecord::to(topic).key(key).payload(bytes)) {
+            // Queue full or producer closing: drop and count, never block the caller.
+            self.cells.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%error, "record dropped");
+        }
+    }
+
+    /// Sends every rolled-up outcome as one assertion with its count.
+    pub(super) fn flush_rollups(&self, _specs: &SpecSet) {
+        let rollups = std::mem::take(&mut *lock(&self.rollups));
+        for (key, count) in rollups {
+            self.send(key, count, String::new(), String::new());
+        }
+    }
+
+    /// Sends a heartbeat: versions in use, counters, the requirements that apply and how
+    /// often each was evaluated since the previous heartbeat.
+    pub(super) fn heartbeat(&self, config: &AgentConfig, specs: &SpecSet) {
+        let mut evaluations = std::mem::take(&mut *lock(&self.evaluations));
+        let mut requirements = Vec::new();
+        for s in &specs.specs {
+            for r in &s.requirements {
+                requirements.push(RequirementCoverage {
+                    spec: s.name.clone(),
+                    requirement: r.id.clone(),
+                    evaluations: evaluations.remove(&(s.name.clone(), r.id.clone())).unwrap_or(0),
+                });
+            }
+        }
+        let counters = self.counters();
+        let heartbeat = Heartbeat {
+            agent_id: self.agent_id.clone(),
+            component: config.component.clone(),
+            instance: config.instance.clone(),
+            ts: now_ms(),
+            started_at: self.started_at,
+            sdk_version: super::SDK_VERSION.to_owned(),
+            specs: specs.in_use(),
+            checked: counters.checked,
+            emitted: counters.emitted,
+            dropped: counters.dropped,
+            requirements,
+            labels: self.labels.clone(),
+        };
+        if let Ok(bytes) = self.heartbeats.encode(&heartbeat) {
+            self.produce(&self.topics.heartbeats, &self.agent_id, &bytes);
+        }
+    }
+
+    /// Waits at most `timeout` for queued records to reach Kafka.
+    pub(super) fn flush(&self, timeout: Duration) {
+        if let Err(error) = self.producer.flush(timeout) {
+            tracing::warn!(%error, "not every record reached kafka before shutdown");
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn truncate(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+    }
+    text
+}
+

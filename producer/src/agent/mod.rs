@@ -1,0 +1,371 @@
+//! The agent SDK: receives the specs by push, checks the tasks its component performs, and
+//! emits assertions and heartbeats without ever blocking or panicking in the caller.
+//!
+//! - At start it reads the compacted specs topic to its end (the latest version of every
+//!   spec), then keeps consuming it: each new version is compiled and swapped in.
+//! - `check` evaluates the declarative checks that apply; `assert` records a check done by
+//!   the component's own code. Passes and skips are rolled up per interval into one
+//!   assertion with a count; fails and errors go out one by one with their message.
+//! - Records go to a bounded librdkafka queue; when it is full or Kafka is unreachable
+//!   they are dropped and counted, never queued without bound.
+
+mod config;
+mod emit;
+mod specs;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::{Offset, TopicPartitionList};
+use serde_json::Value;
+use specaudit_core::codec::Codec;
+use specaudit_core::kafka::{client_config, Topics};
+use specaudit_core::record::{Outcome, SpecInUse, SpecVersion};
+use tokio::sync::watch;
+
+pub use self::config::AgentConfig;
+use self::emit::Emitter;
+pub use self::emit::Counters;
+use self::specs::{CompiledSpec, SpecSet};
+
+/// The SDK's version, reported in heartbeats.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Why an agent could not start or a call was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot set up kafka: {0}")]
+    Kafka(#[from] rdkafka::error::KafkaError),
+    #[error("specs not read within {0:?}: is kafka at the configured brokers, and does the specs topic exist?")]
+    StartTimeout(Duration),
+    #[error("requirement {0} does not apply to this component in any spec it runs")]
+    UnknownRequirement(String),
+    #[error("component {0:?} is not a component path")]
+    BadComponent(String),
+}
+
+/// One outcome of `check` or `assert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckResult {
+    pub spec: String,
+    pub spec_version: i64,
+    pub requirement: String,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+struct Shared {
+    config: AgentConfig,
+    specs: RwLock<Arc<SpecSet>>,
+    versions: watch::Sender<Vec<SpecInUse>>,
+    emitter: Emitter,
+    stop: AtomicBool,
+}
+
+/// An agent inside a component. Cheap to clone; every clone speaks for the same agent.
+#[derive(Clone)]
+pub struct Agent {
+    shared: Arc<Shared>,
+    threads: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("component", &self.shared.config.component)
+            .field("instance", &self.shared.config.instance)
+            .finish()
+    }
+}
+
+impl Agent {
+    /// Starts an agent: blocks until every spec is read (at most `start_timeout`), then
+    /// follows the specs topic, rolls up and heartbeats in background threads.
+    pub fn start(config: AgentConfig) -> Result<Agent, AgentError> {
+        if config.component.is_empty() || config.component.split('.').any(str::is_empty) {
+            return Err(AgentError::BadComponent(config.component));
+        }
+        let emitter = Emitter::new(&config)?;
+        let (versions, _) = watch::channel(Vec::new());
+        let shared = Arc::new(Shared {
+            specs: RwLock::new(Arc::new(SpecSet::default())),
+            versions,
+            emitter,
+            stop: AtomicBool::new(false),
+            config,
+        });
+        let consumer = spec_consumer(&shared)?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let follow = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("specaudit-specs".into())
+                .spawn(move || follow_specs(&shared, &consumer, ready_tx))
+                .map_err(|_| AgentError::StartTimeout(Duration::ZERO))?
+        };
+        let timeout = shared.config.start_timeout;
+        if ready_rx.recv_timeout(timeout).is_err() {
+            shared.stop.store(true, Ordering::Relaxed);
+            return Err(AgentError::StartTimeout(timeout));
+        }
+        let ticker = {
+            let shared = Arc::clone(&shared);
+            std::thread::Builder::new()
+                .name("specaudit-ticker".into())
+                .spawn(move || tick(&shared))
+                .map_err(|_| AgentError::StartTimeout(Duration::ZERO))?
+        };
+        tracing::info!(component = %shared.config.component, instance = %shared.config.instance, specs = ?shared.versions.borrow().clone(), "agent started");
+        Ok(Agent { shared, threads: Arc::new(Mutex::new(vec![follow, ticker])) })
+    }
+
+    /// The agent's id, as in its assertions and heartbeats.
+    pub fn agent_id(&self) -> &str {
+        self.shared.emitter.agent_id()
+    }
+
+    /// The spec versions in use now.
+    pub fn versions(&self) -> Vec<SpecInUse> {
+        self.shared.versions.borrow().clone()
+    }
+
+    /// A receiver told each time the versions in use change.
+    pub fn watch_versions(&self) -> watch::Receiver<Vec<SpecInUse>> {
+        self.shared.versions.subscribe()
+    }
+
+    /// The params of the component, merged from the root down, from the first spec that
+    /// sets `name`, converted to `T`.
+    pub fn param<T: serde::de::DeserializeOwned>(&self, name: &str) -> Option<T> {
+        let specs = self.current();
+        specs
+            .specs
+            .iter()
+            .find_map(|s| s.params.get(name))
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+    }
+
+    /// The ids of the requirements that apply to this component, per spec.
+    pub fn requirements(&self) -> Vec<(String, String)> {
+        let specs = self.current();
+        specs
+            .specs
+            .iter()
+            .flat_map(|s| s.requirements.iter().map(|r| (s.name.clone(), r.id.clone())))
+            .collect()
+    }
+
+    /// Counts since start.
+    pub fn counters(&self) -> Counters {
+        self.shared.emitter.counters()
+    }
+
+    fn current(&self) -> Arc<SpecSet> {
+        Arc::clone(&self.shared.specs.read().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// Evaluates every declarative check that applies to `task` against `facts` and emits
+    /// the outcomes. Requirements without a check are left to [`Agent::assert`].
+    pub fn check(&self, task: &str, facts: &Value) -> Vec<CheckResult> {
+        let specs = self.current();
+        let mut results = Vec::new();
+        for spec in &specs.specs {
+            for requirement in &spec.requirements {
+                let Some(check) = &requirement.check else { continue };
+                let evaluation = if requirement.applies_to(task) {
+                    check.evaluate(facts, &spec.params)
+                } else {
+                    specaudit_core::check::Evaluation { outcome: Outcome::Skip, message: String::new() }
+                };
+                let details = if matches!(evaluation.outcome, Outcome::Fail | Outcome::Error) {
+                    facts.to_string()
+                } else {
+                    String::new()
+                };
+                self.shared.emitter.record(spec, requirement, task, evaluation.outcome, &evaluation.message, details);
+                results.push(CheckResult {
+                    spec: spec.name.clone(),
+                    spec_version: spec.version,
+                    requirement: requirement.id.clone(),
+                    outcome: evaluation.outcome,
+                    message: evaluation.message,
+                });
+            }
+        }
+        results
+    }
+
+    /// Records the outcome of a check the component did itself, for `requirement` (its id,
+    /// `<component>/<name>`), in every spec where it applies.
+    pub fn assert(
+        &self,
+        requirement: &str,
+        task: &str,
+        outcome: Outcome,
+        message: &str,
+        details: Option<&Value>,
+    ) -> Result<Vec<CheckResult>, AgentError> {
+        let specs = self.current();
+        let mut results = Vec::new();
+        for spec in &specs.specs {
+            if let Some(r) = spec.requirements.iter().find(|r| r.id == requirement) {
+                let details = details.map(Value::to_string).unwrap_or_default();
+                self.shared.emitter.record(spec, r, task, outcome, message, details);
+                results.push(CheckResult {
+                    spec: spec.name.clone(),
+                    spec_version: spec.version,
+                    requirement: r.id.clone(),
+                    outcome,
+                    message: message.to_owned(),
+                });
+            }
+        }
+        if results.is_empty() {
+            return Err(AgentError::UnknownRequirement(requirement.to_owned()));
+        }
+        Ok(results)
+    }
+
+    /// Stops the background threads and sends what is pending, waiting at most `deadline`.
+    pub fn shutdown(&self, deadline: Duration) {
+        let started = Instant::now();
+        self.shared.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+        let specs = self.current();
+        self.shared.emitter.flush_rollups(&specs);
+        self.shared.emitter.heartbeat(&self.shared.config, &specs);
+        self.shared.emitter.flush(deadline.saturating_sub(started.elapsed()));
+    }
+}
+
+fn spec_consumer(shared: &Shared) -> Result<BaseConsumer, AgentError> {
+    let config = &shared.config;
+    let consumer: BaseConsumer = client_config(&config.kafka)
+        .set("group.id", format!("specaudit-agent-{}", shared.emitter.agent_id()))
+        .set("enable.auto.commit", "false")
+        .create()?;
+    Ok(consumer)
+}
+
+/// Reads the specs topic from the beginning, signals `ready` once caught up with the end
+/// seen at start, then keeps applying new versions until the agent stops.
+fn follow_specs(shared: &Shared, consumer: &BaseConsumer, ready: std::sync::mpsc::Sender<()>) {
+    let topic = Topics::new(&shared.config.kafka.topic_prefix).specs;
+    let codec = Codec::<SpecVersion>::new();
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    // Retry the setup until the agent stops: Kafka may come up after the component.
+    let mut ready = Some(ready);
+    while !shared.stop.load(Ordering::Relaxed) {
+        match assign_from_start(consumer, &topic) {
+            Ok(found) => {
+                ends = found;
+                break;
+            }
+            Err(error) => {
+                tracing::warn!(%error, %topic, "cannot read the specs topic yet");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    }
+    let mut latest: BTreeMap<String, i64> = BTreeMap::new();
+    let caught_up = |ends: &mut BTreeMap<i32, i64>, partition: i32, offset: i64| {
+        if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
+            ends.remove(&partition);
+        }
+        ends.is_empty()
+    };
+    if ends.is_empty() {
+        if let Some(ready) = ready.take() {
+            let _ = ready.send(());
+        }
+    }
+    while !shared.stop.load(Ordering::Relaxed) {
+        let Some(received) = consumer.poll(Duration::from_millis(200)) else { continue };
+        let message = match received {
+            Ok(message) => message,
+            Err(error) => {
+                tracing::warn!(%error, "specs consume error");
+                continue;
+            }
+        };
+        if let Some(version) = message.payload().and_then(|p| codec.decode(p).ok()) {
+            if latest.get(&version.spec).is_none_or(|v| *v < version.version) {
+                latest.insert(version.spec.clone(), version.version);
+                apply(shared, &version);
+            }
+        }
+        if caught_up(&mut ends, message.partition(), message.offset()) {
+            if let Some(ready) = ready.take() {
+                let _ = ready.send(());
+            }
+        }
+    }
+}
+
+fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i32, i64>, rdkafka::error::KafkaError> {
+    let timeout = Duration::from_secs(5);
+    let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
+    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let (low, high) = consumer.fetch_watermarks(topic, partition.id(), timeout)?;
+        if high > low {
+            ends.insert(partition.id(), high);
+        }
+        assignment.add_partition_offset(topic, partition.id(), Offset::Beginning)?;
+    }
+    if assignment.count() == 0 {
+        return Err(rdkafka::error::KafkaError::MetadataFetch(rdkafka::types::RDKafkaErrorCode::UnknownTopicOrPartition));
+    }
+    consumer.assign(&assignment)?;
+    Ok(ends)
+}
+
+/// Swaps in a new version of one spec.
+fn apply(shared: &Shared, version: &SpecVersion) {
+    let compiled = match CompiledSpec::compile(version, &shared.config.component) {
+        None => None,
+        Some(Ok(compiled)) => Some(Arc::new(compiled)),
+        Some(Err(error)) => {
+            tracing::warn!(spec = %version.spec, version = version.version, %error, "cannot use spec version, keeping the previous one");
+            return;
+        }
+    };
+    let next = {
+        let mut specs = shared.specs.write().unwrap_or_else(|e| e.into_inner());
+        // Rolled-up passes belong to the version they were checked against.
+        shared.emitter.flush_rollups(&specs);
+        let next = Arc::new(specs.with(&version.spec, compiled));
+        *specs = Arc::clone(&next);
+        next
+    };
+    tracing::info!(spec = %version.spec, version = version.version, "spec version in use");
+    shared.versions.send_replace(next.in_use());
+}
+
+/// Flushes rollups every interval and sends heartbeats, until the agent stops.
+fn tick(shared: &Shared) {
+    let mut last_heartbeat = Instant::now() - shared.config.heartbeat_interval;
+    let step = shared.config.rollup_interval.min(shared.config.heartbeat_interval).min(Duration::from_millis(200));
+    let mut last_rollup = Instant::now();
+    while !shared.stop.load(Ordering::Relaxed) {
+        std::thread::sleep(step);
+        let specs = Arc::clone(&shared.specs.read().unwrap_or_else(|e| e.into_inner()));
+        if last_rollup.elapsed() >= shared.config.rollup_interval {
+            shared.emitter.flush_rollups(&specs);
+            last_rollup = Instant::now();
+        }
+        if last_heartbeat.elapsed() >= shared.config.heartbeat_interval {
+            shared.emitter.heartbeat(&shared.config, &specs);
+            last_heartbeat = Instant::now();
+        }
+    }
+}
