@@ -70,3 +70,26 @@ impl Default for IngestConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_config_loads_with_the_defaults() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/ingester.toml"));
+        let config: IngesterConfig = specaudit_core::config::load_with_env(Some(path), Vec::new()).unwrap();
+        let defaults = IngestConfig::default();
+        assert_eq!(config.ingest.max_rows, defaults.max_rows);
+        assert_eq!(config.ingest.max_delay, defaults.max_delay);
+        assert_eq!(config.ingest.group_id, defaults.group_id);
+        assert_eq!(config.kafka.brokers, "127.0.0.1:9092");
+    }
+
+    #[test]
+    fn a_bad_key_stops_the_ingester_with_its_name() {
+        let env = vec![("SPECAUDIT__INGEST__MAX_ROWZ".to_owned(), "5".to_owned())];
+        let err = specaudit_core::config::load_with_env::<IngesterConfig>(None, env).unwrap_err();
+        assert!(err.to_string().contains("max_rowz"), "{err}");
+    }
+}

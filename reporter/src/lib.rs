@@ -17,3 +17,15 @@ pub struct ReporterConfig {
     #[serde(default)]
     pub telemetry: TelemetryConfig,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_config_loads() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reporter.toml"));
+        let config: ReporterConfig = specaudit_core::config::load_with_env(Some(path), Vec::new()).unwrap();
+        assert_eq!(config.clickhouse.database, "specaudit");
+    }
+}
