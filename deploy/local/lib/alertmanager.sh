@@ -50,7 +50,7 @@ alertmanager_version() {
 
 alertmanager_status() {
     local pid state=stopped
-    pid=$(alertmanager_pid) && { state=running; alertmanager_healthy || state="running (not answering)"; }
+    pid=$(alertmanager_pid) && { state=running; alertmanager_healthy || state=unhealthy; }
     status_line alertmanager "$state" "${pid:--}" "$ALERTMANAGER_PORT" "$(alertmanager_version || printf '?')"
     [[ $state == running ]]
 }

@@ -70,7 +70,7 @@ clickhouse_version() {
 
 clickhouse_status() {
     local pid state=stopped version
-    pid=$(clickhouse_pid) && { state=running; clickhouse_healthy || state="running (not answering)"; }
+    pid=$(clickhouse_pid) && { state=running; clickhouse_healthy || state=unhealthy; }
     if [[ $state == running ]]; then version=$(clickhouse_version); else
         version=$(dpkg-query -W -f='${Version}' clickhouse-server 2>/dev/null || printf 'not installed')
         version=${version%%+*} # 18.16.1+ds-7.3+b2 -> 18.16.1, as the server reports it

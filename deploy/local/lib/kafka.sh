@@ -47,6 +47,10 @@ kafka_install() {
         info "kafka $(kafka_version) jars present ($KAFKA_LIBS)"
         return 0
     fi
+    # replacing jars under a running broker could crash it
+    if kafka_pid >/dev/null; then
+        die "the Kafka jars need (re)fetching but kafka is running: deploy/local/stack down kafka, then install"
+    fi
     need_cmd java "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
     need_cmd mvn "install Maven (Debian: apt-get install maven)"
     local major
@@ -127,7 +131,7 @@ kafka_stop() {
 
 kafka_status() {
     local pid state=stopped
-    pid=$(kafka_pid) && { state=running; kafka_healthy || state="running (not answering)"; }
+    pid=$(kafka_pid) && { state=running; kafka_healthy || state=unhealthy; }
     status_line kafka "$state" "${pid:--}" "$KAFKA_PORT,$KAFKA_CONTROLLER_PORT" "$(kafka_version)"
     [[ $state == running ]]
 }

@@ -3,8 +3,12 @@
 # the stack runs the binaries itself with configs in the state folder.
 
 DEB_PACKAGES=(clickhouse-server clickhouse-client prometheus-alertmanager kcat)
-# system services shipped by those packages, which would take our ports
+# system services shipped by those packages, which would take our ports, with the user
+# and command line the packages run them as (ours run as the invoking user, with
+# configs in the state folder)
 DEB_SERVICES=(clickhouse-server prometheus-alertmanager)
+declare -A DEB_SERVICE_USER=([clickhouse-server]=clickhouse [prometheus-alertmanager]=prometheus)
+declare -A DEB_SERVICE_CMD=([clickhouse-server]=/usr/sbin/clickhouse-server [prometheus-alertmanager]=/usr/bin/prometheus-alertmanager)
 
 deb_installed() {
     [[ $(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) == "install ok installed" ]]
@@ -62,9 +66,18 @@ packages_disable_services() {
     for svc in "${DEB_SERVICES[@]}"; do
         if [[ -d /run/systemd/system ]]; then
             "${sudo[@]}" systemctl disable --now "$svc" >/dev/null 2>&1 || true
-        elif [[ -x /etc/init.d/$svc ]]; then
-            "${sudo[@]}" /etc/init.d/"$svc" stop >/dev/null 2>&1 || true
-            "${sudo[@]}" update-rc.d "$svc" disable >/dev/null 2>&1 || true
+        else
+            # No systemd (a container): the policy-rc.d above kept the services from
+            # starting. If one runs anyway, stop exactly that process: the init scripts'
+            # own `stop` would also kill every other clickhouse-server, ours included.
+            local pid
+            for pid in $(pgrep -u "${DEB_SERVICE_USER[$svc]}" -f "^${DEB_SERVICE_CMD[$svc]}( |\$)" 2>/dev/null); do
+                "${sudo[@]}" kill -TERM "$pid" 2>/dev/null || true
+            done
+            # and remove the boot-time links (systemctl disable works offline)
+            if command -v systemctl >/dev/null 2>&1; then
+                "${sudo[@]}" systemctl disable "$svc" >/dev/null 2>&1 || true
+            fi
         fi
     done
     info "system services ${DEB_SERVICES[*]} left stopped and disabled"
