@@ -1,0 +1,109 @@
+# shellcheck shell=bash
+# The specaudit side of the local stack: build, the ingester, the demo fleet, and the
+# test run. Used by `deploy/local/stack demo|demo-stop|test`.
+
+BIN_DIR="$REPO_DIR/target/debug"
+INGESTER_LOG="$LOG_DIR/ingester.log"
+DEMO_LOG="$LOG_DIR/demo.log"
+INGESTER_METRICS=127.0.0.1:9464
+DEMO_SPEC="$REPO_DIR/examples/compute-service.yaml"
+
+release_lock() {
+    ((LOCK_HELD)) || return 0
+    exec 9>&-
+    LOCK_HELD=0
+}
+
+build_specaudit() {
+    need_cmd cargo "install Rust (https://rustup.rs) or put cargo on PATH"
+    say "building specaudit (cargo build --bins; the first build takes a few minutes)"
+    (cd "$REPO_DIR" && cargo build --bins --quiet) || die "cargo build failed"
+}
+
+ingester_start() {
+    local pid
+    if pid=$(our_pid ingester "$BIN_DIR/specaudit-ingester"); then
+        info "ingester already running (pid $pid)"
+        return 0
+    fi
+    say "applying clickhouse migrations"
+    "$BIN_DIR/specaudit-ingester" --config "$REPO_DIR/deploy/ingester.toml" migrate >>"$INGESTER_LOG" 2>&1 ||
+        { show_log_tail "$INGESTER_LOG"; die "migrations failed"; }
+    say "starting specaudit-ingester (metrics on $INGESTER_METRICS)"
+    spawn ingester "$INGESTER_LOG" env SPECAUDIT__TELEMETRY__LISTEN="$INGESTER_METRICS" \
+        "$BIN_DIR/specaudit-ingester" --config "$REPO_DIR/deploy/ingester.toml" run
+    pid=$(<"$(pid_file ingester)")
+    wait_until ingester 30 "$pid" "$INGESTER_LOG" curl -fsS --max-time 2 "http://$INGESTER_METRICS/health"
+}
+
+demo_fleet_start() {
+    local pid
+    if pid=$(our_pid demo "$BIN_DIR/specaudit-demo"); then
+        info "demo fleet already running (pid $pid)"
+        return 0
+    fi
+    say "starting the demo fleet (6 simulated instances, ${SPECAUDIT_DEMO_RATE:-20} tasks/s each)"
+    spawn demo "$DEMO_LOG" "$BIN_DIR/specaudit-demo" --rate "${SPECAUDIT_DEMO_RATE:-20}" \
+        --brokers "$BIND_HOST:$KAFKA_PORT" --topic-prefix "$TOPIC_PREFIX"
+}
+
+services_stop() {
+    stop_pid demo "$BIN_DIR/specaudit-demo" 15
+    stop_pid ingester "$BIN_DIR/specaudit-ingester" 30
+}
+
+cmd_demo() {
+    cmd_install
+    cmd_up
+    build_specaudit
+    ingester_start
+    if "$BIN_DIR/specctl" --brokers "$BIND_HOST:$KAFKA_PORT" get compute-service >/dev/null 2>&1; then
+        info "spec compute-service already published"
+    else
+        say "publishing examples/compute-service.yaml"
+        "$BIN_DIR/specctl" --brokers "$BIND_HOST:$KAFKA_PORT" apply -f "$DEMO_SPEC" --author demo -m "demo spec" ||
+            die "publishing the demo spec failed"
+    fi
+    demo_fleet_start
+    say "letting the fleet report for 15 s"
+    sleep 15
+    say "compliance report (specaudit-reporter report --spec compute-service --since 1h)"
+    "$BIN_DIR/specaudit-reporter" --config "$REPO_DIR/deploy/reporter.toml" report --spec compute-service --since 1h ||
+        warn "the report failed; see $INGESTER_LOG"
+    cat <<EOF
+
+==> specaudit is running. Where to look:
+    report (markdown|json|csv|html):  target/debug/specaudit-reporter report --since 1h --format html > report.html
+    the spec:                         target/debug/specctl get compute-service
+    ClickHouse (SQL over HTTP):       curl 'http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT/?database=specaudit' --data-binary \\
+                                        "SELECT requirement, outcome, sum(count) FROM assertions GROUP BY requirement, outcome"
+    ingester metrics / health:        http://$INGESTER_METRICS/metrics   http://$INGESTER_METRICS/health
+    Alertmanager:                     http://$BIND_HOST:$ALERTMANAGER_PORT/
+    raw assertions on Kafka:          kcat -C -b $BIND_HOST:$KAFKA_PORT -t ${TOPIC_PREFIX}assertions -o -5 -e
+    logs:                             $LOG_DIR/
+    stop the services / everything:   deploy/local/stack demo-stop   /   deploy/local/stack down
+EOF
+}
+
+cmd_demo_stop() {
+    take_lock
+    services_stop
+}
+
+# Runs the whole test suite against the stack; stops the stack afterwards if it was not
+# running before.
+cmd_test() {
+    local was_running=1 rc=0
+    cmd_status >/dev/null 2>&1 || was_running=0
+    cmd_install
+    cmd_up
+    # The tests stop and start components themselves (fault tests): they need the lock.
+    release_lock
+    need_cmd cargo "install Rust (https://rustup.rs) or put cargo on PATH"
+    say "running the tests (cargo test --workspace $*)"
+    (cd "$REPO_DIR" && cargo test --workspace "$@") || rc=$?
+    if ((!was_running)); then
+        cmd_down
+    fi
+    return "$rc"
+}
