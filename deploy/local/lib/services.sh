@@ -100,6 +100,10 @@ cmd_test() {
     # The tests stop and start components themselves (fault tests): they need the lock.
     release_lock
     need_cmd cargo "install Rust (https://rustup.rs) or put cargo on PATH"
+    # Where the end-to-end tests find this stack (tests/src/lib.rs).
+    export SPECAUDIT_TEST_BROKERS="$BIND_HOST:$KAFKA_PORT"
+    export SPECAUDIT_TEST_CLICKHOUSE="http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT"
+    export SPECAUDIT_TEST_ALERTMANAGER="http://$BIND_HOST:$ALERTMANAGER_PORT"
     say "running the tests (cargo test --workspace $*)"
     (cd "$REPO_DIR" && cargo test --workspace "$@") || rc=$?
     if ((!was_running)); then
