@@ -86,26 +86,35 @@ impl CompiledCheck {
 
     /// Evaluates the check against one task's facts, with the component's merged params.
     pub fn evaluate(&self, facts: &Value, params: &Value) -> Evaluation {
+        let params = match cel_value(params) {
+            Ok(params) => params,
+            Err(e) => return Evaluation::with(Outcome::Error, format!("params cannot be given to CEL: {e}")),
+        };
+        self.evaluate_prepared(&Facts::new(facts), &params)
+    }
+
+    /// As [`evaluate`](Self::evaluate), with the facts and params already prepared: an agent
+    /// converts the params once per spec version and the facts once per task.
+    pub fn evaluate_prepared(&self, facts: &Facts<'_>, params: &cel::Value) -> Evaluation {
         match self {
             CompiledCheck::Cel { program, source } => {
+                let cel_facts = match facts.cel() {
+                    Ok(v) => v.clone(),
+                    Err(e) => return Evaluation::with(Outcome::Error, format!("facts cannot be given to CEL: {e}")),
+                };
                 let mut context = cel::Context::with_env(Arc::clone(&CEL_ENV));
-                for (name, value) in [("facts", facts), ("params", params)] {
-                    match cel::to_value(value) {
-                        Ok(v) => context.add_variable_from_value(name, v),
-                        Err(e) => return Evaluation::with(Outcome::Error, format!("{name} cannot be given to CEL: {e}")),
-                    }
-                }
+                context.add_variable_from_value("facts", cel_facts);
+                context.add_variable_from_value("params", params.clone());
                 match program.execute(&context) {
                     Ok(cel::Value::Bool(true)) => Evaluation::pass(),
                     Ok(cel::Value::Bool(false)) => Evaluation::with(Outcome::Fail, format!("{source} is false")),
-                    Ok(other) => Evaluation::with(
-                        Outcome::Error,
-                        format!("{source} gave {other:?}, not a boolean"),
-                    ),
+                    Ok(other) => Evaluation::with(Outcome::Error, format!("{source} gave {other:?}, not a boolean")),
                     Err(e) => Evaluation::with(Outcome::Error, format!("{source} could not be evaluated: {e}")),
                 }
             }
-            CompiledCheck::Schema(validator) => match validator.iter_errors(facts).next() {
+            // `is_valid` is the fast path; the first error is looked for only on failure.
+            CompiledCheck::Schema(validator) if validator.is_valid(facts.json) => Evaluation::pass(),
+            CompiledCheck::Schema(validator) => match validator.iter_errors(facts.json).next() {
                 None => Evaluation::pass(),
                 Some(error) => {
                     let at = error.instance_path().to_string();
@@ -114,6 +123,32 @@ impl CompiledCheck {
                 }
             },
         }
+    }
+}
+
+/// A JSON value as CEL sees it.
+pub fn cel_value(value: &Value) -> Result<cel::Value, String> {
+    cel::to_value(value).map_err(|e| e.to_string())
+}
+
+/// One task's facts, converted for CEL at most once however many checks read them.
+#[derive(Debug)]
+pub struct Facts<'a> {
+    json: &'a Value,
+    cel: std::sync::OnceLock<Result<cel::Value, String>>,
+}
+
+impl<'a> Facts<'a> {
+    pub fn new(json: &'a Value) -> Self {
+        Facts { json, cel: std::sync::OnceLock::new() }
+    }
+
+    pub fn json(&self) -> &'a Value {
+        self.json
+    }
+
+    fn cel(&self) -> Result<&cel::Value, &String> {
+        self.cel.get_or_init(|| cel_value(self.json)).as_ref()
     }
 }
 

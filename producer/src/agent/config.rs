@@ -27,6 +27,10 @@ pub struct AgentConfig {
     pub rollup_interval: Duration,
     #[serde(default = "default_heartbeat", with = "humantime_serde")]
     pub heartbeat_interval: Duration,
+    /// At most this many fails and errors of one requirement are sent one by one per
+    /// rollup interval; the rest travel as one counted assertion. No cap when absent.
+    #[serde(default)]
+    pub max_failures_per_interval: Option<u32>,
     /// How long start waits to have read every spec.
     #[serde(default = "default_start_timeout", with = "humantime_serde")]
     pub start_timeout: Duration,
@@ -59,6 +63,7 @@ impl AgentConfig {
             queue_bytes: default_queue_bytes(),
             rollup_interval: default_rollup(),
             heartbeat_interval: default_heartbeat(),
+            max_failures_per_interval: None,
             start_timeout: default_start_timeout(),
         }
     }

@@ -1,8 +1,7 @@
 //! Emission: rollups, assertion and heartbeat records, and the bounded producer queue.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::message::DeliveryResult;
@@ -10,7 +9,7 @@ use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer}
 use rdkafka::ClientContext;
 use specaudit_core::codec::Codec;
 use specaudit_core::kafka::{client_config, Topics};
-use specaudit_core::record::{now_ms, Assertion, Heartbeat, Outcome, RequirementCoverage, Severity};
+use specaudit_core::record::{now_ms, Assertion, Heartbeat, Outcome, RequirementCoverage};
 use uuid::Uuid;
 
 use super::specs::{CompiledRequirement, CompiledSpec, SpecSet};
@@ -49,14 +48,12 @@ impl ProducerContext for DeliveryCount {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RollupKey {
-    spec: String,
-    version: i64,
-    requirement: String,
-    task: String,
+/// The identity of an assertion record, apart from its counts and message.
+struct Key<'a> {
+    spec: &'a CompiledSpec,
+    requirement: &'a CompiledRequirement,
+    task: &'a str,
     outcome: Outcome,
-    severity: Severity,
 }
 
 pub(super) struct Emitter {
@@ -69,9 +66,8 @@ pub(super) struct Emitter {
     producer: ThreadedProducer<DeliveryCount>,
     assertions: Codec<Assertion>,
     heartbeats: Codec<Heartbeat>,
-    rollups: Mutex<HashMap<RollupKey, i64>>,
-    evaluations: Mutex<HashMap<(String, String), i64>>,
     cells: Arc<Cells>,
+    cap: Option<u32>,
     started_at: i64,
 }
 
@@ -98,9 +94,8 @@ impl Emitter {
             producer,
             assertions: Codec::new(),
             heartbeats: Codec::new(),
-            rollups: Mutex::new(HashMap::new()),
-            evaluations: Mutex::new(HashMap::new()),
             cells,
+            cap: config.max_failures_per_interval,
             started_at: now_ms(),
         })
     }
@@ -117,7 +112,8 @@ impl Emitter {
         }
     }
 
-    /// Takes one outcome: passes and skips are rolled up, fails and errors sent now.
+    /// Takes one outcome: passes and skips are rolled up, fails and errors sent now (up to
+    /// the per-requirement cap; the excess is counted and sent rolled up).
     pub(super) fn record(
         &self,
         spec: &CompiledSpec,
@@ -125,39 +121,37 @@ impl Emitter {
         task: &str,
         outcome: Outcome,
         message: &str,
-        details: String,
+        details: impl FnOnce() -> String,
     ) {
         self.cells.checked.fetch_add(1, Ordering::Relaxed);
-        *lock(&self.evaluations).entry((spec.name.clone(), requirement.id.clone())).or_insert(0) += 1;
-        let key = RollupKey {
-            spec: spec.name.clone(),
-            version: spec.version,
-            requirement: requirement.id.clone(),
-            task: task.to_owned(),
-            outcome,
-            severity: requirement.severity,
-        };
+        let tally = &requirement.tally;
+        tally.evaluated();
         match outcome {
-            Outcome::Pass | Outcome::Skip => *lock(&self.rollups).entry(key).or_insert(0) += 1,
-            Outcome::Fail | Outcome::Error => self.send(key, 1, message.to_owned(), details),
+            Outcome::Pass => tally.add(task, |c| c.passes += 1),
+            Outcome::Skip => tally.add(task, |c| c.skips += 1),
+            Outcome::Fail | Outcome::Error if tally.may_send(self.cap) => {
+                self.send(Key { spec, requirement, task, outcome }, 1, message, details());
+            }
+            Outcome::Fail => tally.add(task, |c| c.excess_fails += 1),
+            Outcome::Error => tally.add(task, |c| c.excess_errors += 1),
         }
     }
 
-    fn send(&self, key: RollupKey, count: i64, message: String, details: String) {
+    fn send(&self, key: Key<'_>, count: i64, message: &str, details: String) {
         let assertion = Assertion {
             assertion_id: Uuid::now_v7(),
             ts: now_ms(),
-            spec: key.spec,
-            spec_version: key.version,
+            spec: key.spec.name.clone(),
+            spec_version: key.spec.version,
             component: self.component.clone(),
             instance: self.instance.clone(),
             agent_id: self.agent_id.clone(),
-            requirement: key.requirement,
-            task: key.task,
+            requirement: key.requirement.id.clone(),
+            task: key.task.to_owned(),
             outcome: key.outcome,
-            severity: key.severity,
+            severity: key.requirement.severity,
             count,
-            message: truncate(message, specaudit_core::codec::MAX_FIELD_BYTES),
+            message: truncate(message.to_owned(), specaudit_core::codec::MAX_FIELD_BYTES),
             details: if details.len() > specaudit_core::codec::MAX_FIELD_BYTES { String::new() } else { details },
             labels: self.labels.clone(),
         };
@@ -178,28 +172,40 @@ impl Emitter {
         }
     }
 
-    /// Sends every rolled-up outcome as one assertion with its count.
-    pub(super) fn flush_rollups(&self, _specs: &SpecSet) {
-        let rollups = std::mem::take(&mut *lock(&self.rollups));
-        for (key, count) in rollups {
-            self.send(key, count, String::new(), String::new());
+    /// Sends every rolled-up outcome of `spec` as one assertion per task and kind, with its
+    /// count.
+    pub(super) fn flush_rollups(&self, spec: &CompiledSpec) {
+        for requirement in &spec.requirements {
+            for (task, counts) in requirement.tally.drain() {
+                let rolled = [
+                    (Outcome::Pass, counts.passes, ""),
+                    (Outcome::Skip, counts.skips, ""),
+                    (Outcome::Fail, counts.excess_fails, "further failures beyond the per-requirement cap"),
+                    (Outcome::Error, counts.excess_errors, "further errors beyond the per-requirement cap"),
+                ];
+                for (outcome, count, message) in rolled {
+                    if count > 0 {
+                        self.send(Key { spec, requirement, task: &task, outcome }, count, message, String::new());
+                    }
+                }
+            }
         }
     }
 
     /// Sends a heartbeat: versions in use, counters, the requirements that apply and how
     /// often each was evaluated since the previous heartbeat.
     pub(super) fn heartbeat(&self, config: &AgentConfig, specs: &SpecSet) {
-        let mut evaluations = std::mem::take(&mut *lock(&self.evaluations));
-        let mut requirements = Vec::new();
-        for s in &specs.specs {
-            for r in &s.requirements {
-                requirements.push(RequirementCoverage {
+        let requirements = specs
+            .specs
+            .iter()
+            .flat_map(|s| {
+                s.requirements.iter().map(|r| RequirementCoverage {
                     spec: s.name.clone(),
                     requirement: r.id.clone(),
-                    evaluations: evaluations.remove(&(s.name.clone(), r.id.clone())).unwrap_or(0),
-                });
-            }
-        }
+                    evaluations: r.tally.take_evaluations(),
+                })
+            })
+            .collect();
         let counters = self.counters();
         let heartbeat = Heartbeat {
             agent_id: self.agent_id.clone(),
@@ -226,10 +232,6 @@ impl Emitter {
             tracing::warn!(%error, "not every record reached kafka before shutdown");
         }
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 fn truncate(mut text: String, max: usize) -> String {

@@ -23,6 +23,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
+use specaudit_core::check::{Evaluation, Facts};
 use specaudit_core::codec::Codec;
 use specaudit_core::kafka::{client_config, Topics};
 use specaudit_core::record::{Outcome, SpecInUse, SpecVersion};
@@ -62,6 +63,9 @@ pub struct CheckResult {
 struct Shared {
     config: AgentConfig,
     specs: RwLock<Arc<SpecSet>>,
+    /// Versions replaced while `check` calls may still count into them: flushed on each
+    /// tick until no one holds them.
+    retired: Mutex<Vec<Arc<CompiledSpec>>>,
     versions: watch::Sender<Vec<SpecInUse>>,
     emitter: Emitter,
     stop: AtomicBool,
@@ -94,6 +98,7 @@ impl Agent {
         let (versions, _) = watch::channel(Vec::new());
         let shared = Arc::new(Shared {
             specs: RwLock::new(Arc::new(SpecSet::default())),
+            retired: Mutex::new(Vec::new()),
             versions,
             emitter,
             stop: AtomicBool::new(false),
@@ -173,21 +178,17 @@ impl Agent {
     /// the outcomes. Requirements without a check are left to [`Agent::assert`].
     pub fn check(&self, task: &str, facts: &Value) -> Vec<CheckResult> {
         let specs = self.current();
+        let prepared = Facts::new(facts);
         let mut results = Vec::new();
         for spec in &specs.specs {
             for requirement in &spec.requirements {
                 let Some(check) = &requirement.check else { continue };
                 let evaluation = if requirement.applies_to(task) {
-                    check.evaluate(facts, &spec.params)
+                    check.evaluate_prepared(&prepared, &spec.cel_params)
                 } else {
-                    specaudit_core::check::Evaluation { outcome: Outcome::Skip, message: String::new() }
+                    Evaluation { outcome: Outcome::Skip, message: String::new() }
                 };
-                let details = if matches!(evaluation.outcome, Outcome::Fail | Outcome::Error) {
-                    facts.to_string()
-                } else {
-                    String::new()
-                };
-                self.shared.emitter.record(spec, requirement, task, evaluation.outcome, &evaluation.message, details);
+                self.shared.emitter.record(spec, requirement, task, evaluation.outcome, &evaluation.message, || facts.to_string());
                 results.push(CheckResult {
                     spec: spec.name.clone(),
                     spec_version: spec.version,
@@ -214,8 +215,7 @@ impl Agent {
         let mut results = Vec::new();
         for spec in &specs.specs {
             if let Some(r) = spec.requirements.iter().find(|r| r.id == requirement) {
-                let details = details.map(Value::to_string).unwrap_or_default();
-                self.shared.emitter.record(spec, r, task, outcome, message, details);
+                self.shared.emitter.record(spec, r, task, outcome, message, || details.map(Value::to_string).unwrap_or_default());
                 results.push(CheckResult {
                     spec: spec.name.clone(),
                     spec_version: spec.version,
@@ -239,9 +239,8 @@ impl Agent {
         for thread in threads {
             let _ = thread.join();
         }
-        let specs = self.current();
-        self.shared.emitter.flush_rollups(&specs);
-        self.shared.emitter.heartbeat(&self.shared.config, &specs);
+        flush_all(&self.shared);
+        self.shared.emitter.heartbeat(&self.shared.config, &self.current());
         self.shared.emitter.flush(deadline.saturating_sub(started.elapsed()));
     }
 }
@@ -341,14 +340,29 @@ fn apply(shared: &Shared, version: &SpecVersion) {
     };
     let next = {
         let mut specs = shared.specs.write().unwrap_or_else(|e| e.into_inner());
-        // Rolled-up passes belong to the version they were checked against.
-        shared.emitter.flush_rollups(&specs);
-        let next = Arc::new(specs.with(&version.spec, compiled));
+        let (next, replaced) = specs.with(&version.spec, compiled);
+        let next = Arc::new(next);
         *specs = Arc::clone(&next);
+        // Its rolled-up outcomes still go out, under the version they were checked against.
+        shared.retired.lock().unwrap_or_else(|e| e.into_inner()).extend(replaced);
         next
     };
     tracing::info!(spec = %version.spec, version = version.version, "spec version in use");
     shared.versions.send_replace(next.in_use());
+}
+
+/// Sends the rolled-up outcomes of the current and the retired versions; forgets retired
+/// versions nobody can count into any more.
+fn flush_all(shared: &Shared) {
+    let specs = Arc::clone(&shared.specs.read().unwrap_or_else(|e| e.into_inner()));
+    for spec in &specs.specs {
+        shared.emitter.flush_rollups(spec);
+    }
+    let mut retired = shared.retired.lock().unwrap_or_else(|e| e.into_inner());
+    for spec in retired.iter() {
+        shared.emitter.flush_rollups(spec);
+    }
+    retired.retain(|spec| Arc::strong_count(spec) > 1);
 }
 
 /// Flushes rollups every interval and sends heartbeats, until the agent stops.
@@ -358,12 +372,12 @@ fn tick(shared: &Shared) {
     let mut last_rollup = Instant::now();
     while !shared.stop.load(Ordering::Relaxed) {
         std::thread::sleep(step);
-        let specs = Arc::clone(&shared.specs.read().unwrap_or_else(|e| e.into_inner()));
         if last_rollup.elapsed() >= shared.config.rollup_interval {
-            shared.emitter.flush_rollups(&specs);
+            flush_all(shared);
             last_rollup = Instant::now();
         }
         if last_heartbeat.elapsed() >= shared.config.heartbeat_interval {
+            let specs = Arc::clone(&shared.specs.read().unwrap_or_else(|e| e.into_inner()));
             shared.emitter.heartbeat(&shared.config, &specs);
             last_heartbeat = Instant::now();
         }

@@ -1,10 +1,12 @@
 //! The specs an agent runs, compiled for its component: each check compiled once per
 //! spec version.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde_json::Value;
-use specaudit_core::check::CompiledCheck;
+use specaudit_core::check::{cel_value, CompiledCheck};
 use specaudit_core::record::{Severity, SpecInUse, SpecVersion};
 use specaudit_core::spec::Spec;
 
@@ -16,6 +18,62 @@ pub(super) struct CompiledRequirement {
     pub(super) tasks: Option<Vec<String>>,
     /// None: the component's own code asserts it.
     pub(super) check: Option<CompiledCheck>,
+    /// Outcomes waiting for the next rollup flush.
+    pub(super) tally: Tally,
+}
+
+/// What one requirement has collected since the last flush. Counting a pass costs one
+/// uncontended lock and a lookup by the task name: no allocation once a task was seen.
+#[derive(Debug, Default)]
+pub(super) struct Tally {
+    /// task → counts rolled up into one assertion per (task, kind) at the next flush.
+    by_task: Mutex<HashMap<String, Counts>>,
+    /// Evaluations since the last heartbeat.
+    evaluations: AtomicI64,
+    /// Fails and errors sent one by one in this interval (for the per-requirement cap).
+    sent: AtomicI64,
+}
+
+/// Rolled-up outcomes of one task.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Counts {
+    pub(super) passes: i64,
+    pub(super) skips: i64,
+    /// Fails and errors beyond the per-requirement cap, sent as one counted assertion.
+    pub(super) excess_fails: i64,
+    pub(super) excess_errors: i64,
+}
+
+impl Tally {
+    pub(super) fn add(&self, task: &str, count: impl FnOnce(&mut Counts)) {
+        let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
+        match by_task.get_mut(task) {
+            Some(counts) => count(counts),
+            None => count(by_task.entry(task.to_owned()).or_default()),
+        }
+    }
+
+    pub(super) fn evaluated(&self) {
+        self.evaluations.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one fail or error sent; false once `cap` of them were sent this interval.
+    pub(super) fn may_send(&self, cap: Option<u32>) -> bool {
+        let sent = self.sent.fetch_add(1, Ordering::Relaxed);
+        cap.is_none_or(|cap| sent < i64::from(cap))
+    }
+
+    /// Takes what was collected, for a rollup flush.
+    pub(super) fn drain(&self) -> Vec<(String, Counts)> {
+        self.sent.store(0, Ordering::Relaxed);
+        let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
+        by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.clone(), std::mem::take(c))).collect()
+    }
+
+    /// Evaluations since the previous call.
+    pub(super) fn take_evaluations(&self) -> i64 {
+        self.evaluations.swap(0, Ordering::Relaxed)
+    }
 }
 
 impl CompiledRequirement {
@@ -30,6 +88,8 @@ pub(super) struct CompiledSpec {
     pub(super) name: String,
     pub(super) version: i64,
     pub(super) params: Value,
+    /// The params as CEL values, converted once per version.
+    pub(super) cel_params: cel::Value,
     pub(super) requirements: Vec<CompiledRequirement>,
 }
 
@@ -59,14 +119,15 @@ impl CompiledSpec {
                 severity: r.requirement.severity(),
                 tasks: r.requirement.tasks.clone(),
                 check,
+                tally: Tally::default(),
             });
         }
-        Some(Ok(CompiledSpec {
-            name: spec.spec,
-            version: version.version,
-            params: Value::Object(applicable.params),
-            requirements,
-        }))
+        let params = Value::Object(applicable.params);
+        let cel_params = match cel_value(&params) {
+            Ok(v) => v,
+            Err(error) => return Some(Err(format!("params cannot be given to CEL: {error}"))),
+        };
+        Some(Ok(CompiledSpec { name: spec.spec, version: version.version, params, cel_params, requirements }))
     }
 }
 
@@ -81,11 +142,13 @@ impl SpecSet {
         self.specs.iter().map(|s| SpecInUse { spec: s.name.clone(), version: s.version }).collect()
     }
 
-    /// A new set with `name` replaced by `compiled` (or removed when None).
-    pub(super) fn with(&self, name: &str, compiled: Option<Arc<CompiledSpec>>) -> SpecSet {
+    /// A new set with `name` replaced by `compiled` (or removed when None), and the
+    /// version it replaced.
+    pub(super) fn with(&self, name: &str, compiled: Option<Arc<CompiledSpec>>) -> (SpecSet, Option<Arc<CompiledSpec>>) {
+        let replaced = self.specs.iter().find(|s| s.name == name).cloned();
         let mut specs: Vec<Arc<CompiledSpec>> = self.specs.iter().filter(|s| s.name != name).cloned().collect();
         specs.extend(compiled);
         specs.sort_by(|a, b| a.name.cmp(&b.name));
-        SpecSet { specs }
+        (SpecSet { specs }, replaced)
     }
 }
