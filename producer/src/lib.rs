@@ -7,3 +7,4 @@
 pub mod agent;
 pub mod catalog;
 pub mod publish;
+pub mod sidecar;

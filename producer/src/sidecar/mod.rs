@@ -1,0 +1,220 @@
+//! The sidecar: the agent SDK behind HTTP on 127.0.0.1 and a JSON-lines stream, for
+//! services written in any language.
+//!
+//! One sidecar serves every component of its host: each request names its component, and
+//! the sidecar starts one agent per component on first use.
+
+mod http;
+mod lines;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use specaudit_core::config::{KafkaConfig, TelemetryConfig};
+use specaudit_core::record::Outcome;
+
+pub use self::http::router;
+pub use self::lines::serve_lines;
+use crate::agent::{Agent, AgentConfig, AgentError, CheckResult};
+
+/// Everything `specaudit-sidecar` reads from its config file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarConfig {
+    #[serde(default)]
+    pub kafka: KafkaConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub sidecar: SidecarSettings,
+}
+
+/// The sidecar's own settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SidecarSettings {
+    /// Where the HTTP API listens; loopback only is the safe choice.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// This host's instance name, in every assertion; the host name when absent.
+    #[serde(default)]
+    pub instance: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Largest request body accepted.
+    #[serde(default = "default_max_body")]
+    pub max_body_bytes: usize,
+    /// Bytes of assertions that may wait for Kafka, per component.
+    #[serde(default = "default_queue_bytes")]
+    pub queue_bytes: usize,
+    #[serde(default = "default_start_timeout", with = "humantime_serde")]
+    pub start_timeout: Duration,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7070))
+}
+
+fn default_max_body() -> usize {
+    1024 * 1024
+}
+
+fn default_queue_bytes() -> usize {
+    16 * 1024 * 1024
+}
+
+fn default_start_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+impl Default for SidecarSettings {
+    fn default() -> Self {
+        SidecarSettings {
+            listen: default_listen(),
+            instance: None,
+            labels: BTreeMap::new(),
+            max_body_bytes: default_max_body(),
+            queue_bytes: default_queue_bytes(),
+            start_timeout: default_start_timeout(),
+        }
+    }
+}
+
+/// `POST /v1/check` and the `check` line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckRequest {
+    pub component: String,
+    pub task: String,
+    pub facts: Value,
+}
+
+/// `POST /v1/assert` and the `assert` line.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssertRequest {
+    pub component: String,
+    /// `<defining component>/<name>`.
+    pub requirement: String,
+    #[serde(default)]
+    pub task: String,
+    pub outcome: Outcome,
+    #[serde(default)]
+    pub message: String,
+    #[serde(default)]
+    pub details: Option<Value>,
+}
+
+/// One outcome, as the API returns it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct OutcomeView {
+    pub spec: String,
+    pub spec_version: i64,
+    pub requirement: String,
+    pub outcome: Outcome,
+    pub message: String,
+}
+
+impl From<CheckResult> for OutcomeView {
+    fn from(r: CheckResult) -> Self {
+        OutcomeView { spec: r.spec, spec_version: r.spec_version, requirement: r.requirement, outcome: r.outcome, message: r.message }
+    }
+}
+
+/// Why a request was refused; each maps to a 4xx with the message as the body.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    #[error("request body is not valid JSON: {0}")]
+    BadJson(String),
+    #[error("facts must be a JSON object, not {0}")]
+    FactsNotObject(&'static str),
+    #[error("component must be a dot-separated path, got {0:?}")]
+    BadComponent(String),
+    #[error(transparent)]
+    Agent(#[from] AgentError),
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The agents of this host, one per component, started on first use.
+pub struct Sidecar {
+    config: SidecarConfig,
+    instance: String,
+    agents: Mutex<HashMap<String, Agent>>,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar").field("instance", &self.instance).finish()
+    }
+}
+
+impl Sidecar {
+    pub fn new(config: SidecarConfig) -> Arc<Sidecar> {
+        let instance = config.sidecar.instance.clone().unwrap_or_else(|| {
+            std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
+        });
+        Arc::new(Sidecar { config, instance, agents: Mutex::new(HashMap::new()) })
+    }
+
+    /// The agent of `component`, started if needed (blocks up to the start timeout).
+    pub fn agent(&self, component: &str) -> Result<Agent, RequestError> {
+        let legal = !component.is_empty()
+            && component.len() <= 200
+            && component.split('.').all(|s| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_'));
+        if !legal {
+            return Err(RequestError::BadComponent(component.to_owned()));
+        }
+        if let Some(agent) = self.agents.lock().unwrap_or_else(|e| e.into_inner()).get(component) {
+            return Ok(agent.clone());
+        }
+        let mut config = AgentConfig::new(self.config.kafka.clone(), component, self.instance.clone());
+        config.labels = self.config.sidecar.labels.clone();
+        config.queue_bytes = self.config.sidecar.queue_bytes;
+        config.start_timeout = self.config.sidecar.start_timeout;
+        let agent = Agent::start(config)?;
+        let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        // Another request may have started one meanwhile: keep the first.
+        Ok(agents.entry(component.to_owned()).or_insert(agent).clone())
+    }
+
+    pub fn check(&self, request: &CheckRequest) -> Result<Vec<OutcomeView>, RequestError> {
+        if !request.facts.is_object() {
+            return Err(RequestError::FactsNotObject(kind(&request.facts)));
+        }
+        let agent = self.agent(&request.component)?;
+        Ok(agent.check(&request.task, &request.facts).into_iter().map(OutcomeView::from).collect())
+    }
+
+    pub fn assert(&self, request: &AssertRequest) -> Result<Vec<OutcomeView>, RequestError> {
+        let agent = self.agent(&request.component)?;
+        let results = agent.assert(&request.requirement, &request.task, request.outcome, &request.message, request.details.as_ref())?;
+        Ok(results.into_iter().map(OutcomeView::from).collect())
+    }
+
+    /// The requirements that apply to `component`, as (spec, requirement id).
+    pub fn requirements(&self, component: &str) -> Result<Vec<(String, String)>, RequestError> {
+        Ok(self.agent(component)?.requirements())
+    }
+
+    /// Flushes every agent within `deadline`.
+    pub fn shutdown(&self, deadline: Duration) {
+        let agents: Vec<Agent> = self.agents.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for agent in agents {
+            agent.shutdown(deadline);
+        }
+    }
+}
