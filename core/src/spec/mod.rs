@@ -1,6 +1,7 @@
 //! The spec format v1 (DESIGN.md section 3): parsing from YAML or JSON, validation that
 //! names the place of every mistake, canonical JSON, and inheritance down component paths.
 
+mod locate;
 mod resolve;
 mod validate;
 
@@ -106,16 +107,27 @@ pub struct AlarmPolicy {
 }
 
 impl Spec {
-    /// Parses and validates a spec written as YAML or JSON (JSON is YAML).
+    /// Parses and validates a spec written as YAML or JSON (JSON is YAML). Every problem
+    /// is reported with its place and line.
     pub fn parse(text: &str) -> Result<Spec, SpecError> {
-        let spec = validate::parse(text)?;
-        validate::check(&spec)?;
-        Ok(spec)
+        validate::parse(text)
     }
 
     /// Parses and validates a spec from its canonical JSON (as stored on the topics).
     pub fn from_json(text: &str) -> Result<Spec, SpecError> {
         Spec::parse(text)
+    }
+
+    /// Validates a document already held as a value (e.g. the result of a JSON Patch);
+    /// problems carry their place but no line.
+    pub fn from_value(value: Value) -> Result<Spec, SpecError> {
+        validate::validate(value, None)
+    }
+
+    /// The document as YAML, keys in canonical order.
+    pub fn to_yaml(&self) -> String {
+        // Plain data with string keys always serializes.
+        serde_yaml_ng::to_string(&self.to_value()).unwrap_or_default()
     }
 
     /// The document as a JSON value.
