@@ -1,5 +1,11 @@
-//! specaudit-alarmer: threshold windows over the live assertion and heartbeat streams,
-//! notifying on-call by webhook and Alertmanager (DESIGN.md section 7).
-//!
-//! Not built yet: this crate holds its place in the workspace layout. No binary is shipped
-//! until rule evaluation and notification work end to end.
+//! specaudit-alarmer (work in progress)
+pub mod alarm;
+pub mod conditions;
+pub mod engine;
+pub mod glob;
+pub mod notify;
+pub mod routes;
+pub mod rules;
+pub mod selector;
+pub mod waivers;
+pub mod window;

@@ -1,0 +1,459 @@
+//! The evaluator: assertions, heartbeats and specs in; alarm transitions out.
+//!
+//! It holds one window per (rule, group), what the specs expect, when each expected
+//! requirement was last heard of, and the spec versions agents run. Time is passed in,
+//! so tests drive it with explicit clocks and the live service with the wall clock; a
+//! replay after a restart feeds the same records and reaches the same state.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use specaudit_core::record::{AlarmEvent, Assertion, Heartbeat, Outcome, Severity, SpecInUse, SpecVersion};
+use specaudit_core::spec::Spec;
+
+use crate::alarm::{Alarms, Input, Transition};
+use crate::conditions::{Condition, Finding};
+use crate::routes::Router;
+use crate::rules::{GroupKey, Rule, RuleError};
+use crate::selector::Subject;
+use crate::waivers::Waiver;
+use crate::window::Window;
+
+/// What the evaluator is configured with.
+#[derive(Debug, Clone, Default)]
+pub struct EngineConfig {
+    pub rules: Vec<Rule>,
+    pub router: Router,
+    pub waivers: Vec<Waiver>,
+    /// Take the `alarms:` policies of specs as rules too.
+    pub spec_rules: bool,
+    /// An agent not heard of for this long is gone (ms).
+    pub agent_timeout_ms: i64,
+}
+
+#[derive(Debug)]
+enum Data {
+    Total(Window),
+    PerInstance(BTreeMap<String, Window>),
+}
+
+#[derive(Debug)]
+struct Group {
+    rule: Arc<Rule>,
+    fingerprint: String,
+    /// Alert labels: alertname, severity, the group's values, the rule's labels.
+    labels: BTreeMap<String, String>,
+    severity: Severity,
+    data: Data,
+    message: String,
+}
+
+#[derive(Debug)]
+struct Expected {
+    component: String,
+    requirement: String,
+    severity: Severity,
+    /// When the alarmer first knew it expected this requirement (silence counts from here).
+    since: i64,
+}
+
+#[derive(Debug)]
+struct SpecState {
+    version: i64,
+    ts: i64,
+    expected: Vec<Expected>,
+}
+
+#[derive(Debug)]
+struct Agent {
+    component: String,
+    instance: String,
+    ts: i64,
+    specs: Vec<SpecInUse>,
+    labels: BTreeMap<String, String>,
+}
+
+/// The whole evaluation state of one alarmer.
+#[derive(Debug)]
+pub struct Engine {
+    rules: Vec<Arc<Rule>>,
+    spec_rules: HashMap<String, Vec<Arc<Rule>>>,
+    take_spec_rules: bool,
+    groups: HashMap<String, Group>,
+    touched: HashSet<String>,
+    specs: HashMap<String, SpecState>,
+    /// spec → requirement → last assertion ts.
+    seen: HashMap<String, HashMap<String, i64>>,
+    agents: HashMap<String, Agent>,
+    agent_timeout_ms: i64,
+    alarms: Alarms,
+}
+
+/// Stable id of an alarm: its rule and its group's values.
+pub fn fingerprint(rule_id: &str, group: &BTreeMap<String, String>) -> String {
+    let mut hash = Sha256::new();
+    hash.update(rule_id.as_bytes());
+    for (k, v) in group {
+        hash.update([0]);
+        hash.update(k.as_bytes());
+        hash.update([1]);
+        hash.update(v.as_bytes());
+    }
+    hex::encode(&hash.finalize()[..8])
+}
+
+fn alert_labels(rule: &Rule, group: &BTreeMap<String, String>, severity: Severity) -> BTreeMap<String, String> {
+    let mut labels = rule.labels.clone();
+    labels.extend(group.iter().map(|(k, v)| (k.clone(), v.clone())));
+    labels.insert("alertname".into(), rule.name.clone());
+    labels.insert("severity".into(), severity.as_str().into());
+    labels
+}
+
+fn input<'a>(rule: &'a Rule, fingerprint: &'a str, labels: BTreeMap<String, String>, severity: Severity, message: &'a str) -> Input<'a> {
+    Input { fingerprint, rule_id: &rule.id, rule_name: &rule.name, hold_ms: rule.hold_ms, labels, severity, message }
+}
+
+impl Engine {
+    pub fn new(config: EngineConfig) -> Engine {
+        Engine {
+            rules: config.rules.into_iter().map(Arc::new).collect(),
+            spec_rules: HashMap::new(),
+            take_spec_rules: config.spec_rules,
+            groups: HashMap::new(),
+            touched: HashSet::new(),
+            specs: HashMap::new(),
+            seen: HashMap::new(),
+            agents: HashMap::new(),
+            agent_timeout_ms: config.agent_timeout_ms.max(1),
+            alarms: Alarms::new(config.router, config.waivers),
+        }
+    }
+
+    /// Restores the alarms from the alarm log (see [`Alarms::recover`]).
+    pub fn recover(&mut self, events: impl IntoIterator<Item = AlarmEvent>, now: i64) {
+        self.alarms.recover(events, now);
+    }
+
+    /// How far back the topics must be replayed to judge the present (ms).
+    pub fn lookback_ms(&self) -> i64 {
+        self.all_rules().map(|r| r.lookback_ms()).chain([self.agent_timeout_ms]).max().unwrap_or(0)
+    }
+
+    fn all_rules(&self) -> impl Iterator<Item = &Arc<Rule>> {
+        self.rules.iter().chain(self.spec_rules.values().flatten())
+    }
+
+    /// (pending, firing, waived) alarms.
+    pub fn alarm_counts(&self) -> (usize, usize, usize) {
+        self.alarms.counts()
+    }
+
+    pub fn group_count(&self) -> usize {
+        self.groups.len()
+    }
+
+    /// Takes a new spec version: what it expects, and its alarm policies. Returns the
+    /// policies that were skipped as invalid.
+    pub fn spec(&mut self, version: &SpecVersion, now: i64) -> Vec<RuleError> {
+        let name = version.spec.clone();
+        if version.deleted {
+            self.specs.remove(&name);
+            self.spec_rules.remove(&name);
+            return Vec::new();
+        }
+        let spec = match Spec::from_json(&version.document) {
+            Ok(spec) => spec,
+            Err(error) => {
+                return vec![RuleError { rule: format!("spec/{name}"), problem: format!("spec cannot be read: {error}") }]
+            }
+        };
+        let old = self.specs.remove(&name);
+        let since_of = |requirement: &str| {
+            old.as_ref()
+                .and_then(|s| s.expected.iter().find(|e| e.requirement == requirement))
+                .map_or(version.ts.min(now), |e| e.since)
+        };
+        let mut expected = Vec::new();
+        for (component, body) in &spec.components {
+            for (req_name, requirement) in &body.requirements {
+                let id = format!("{component}/{req_name}");
+                let since = since_of(&id);
+                expected.push(Expected { component: component.clone(), requirement: id, severity: requirement.severity(), since });
+            }
+        }
+        self.specs.insert(name.clone(), SpecState { version: version.version, ts: version.ts, expected });
+        let mut skipped = Vec::new();
+        if self.take_spec_rules {
+            let mut rules = Vec::new();
+            for (i, policy) in spec.alarms.iter().enumerate() {
+                match Rule::from_policy(&name, i, policy) {
+                    Ok(rule) => rules.push(Arc::new(rule)),
+                    Err(error) => skipped.push(error),
+                }
+            }
+            self.spec_rules.insert(name, rules);
+        }
+        skipped
+    }
+
+    /// Takes an agent's heartbeat.
+    pub fn heartbeat(&mut self, hb: &Heartbeat) {
+        let newer = self.agents.get(&hb.agent_id).is_none_or(|a| a.ts <= hb.ts);
+        if newer {
+            self.agents.insert(
+                hb.agent_id.clone(),
+                Agent {
+                    component: hb.component.clone(),
+                    instance: hb.instance.clone(),
+                    ts: hb.ts,
+                    specs: hb.specs.clone(),
+                    labels: hb.labels.clone(),
+                },
+            );
+        }
+    }
+
+    /// Takes an assertion into the windows of every rule that selects it.
+    pub fn assertion(&mut self, a: &Assertion, now: i64) {
+        let seen = self.seen.entry(a.spec.clone()).or_default();
+        match seen.get_mut(&a.requirement) {
+            Some(ts) => *ts = (*ts).max(a.ts),
+            None => {
+                seen.insert(a.requirement.clone(), a.ts);
+            }
+        }
+        let subject = Subject {
+            spec: &a.spec,
+            component: &a.component,
+            requirement: &a.requirement,
+            severity: a.severity,
+            labels: &a.labels,
+        };
+        let spec_rules = self.spec_rules.get(&a.spec).map(Vec::as_slice).unwrap_or(&[]);
+        for rule in self.rules.iter().chain(spec_rules) {
+            if !rule.condition.uses_window() || !rule.selector.matches(&subject) {
+                continue;
+            }
+            let mut key = rule.id.clone();
+            for k in &rule.group_by {
+                key.push('\u{1f}');
+                key.push_str(group_value(k, a));
+            }
+            let group = self.groups.entry(key.clone()).or_insert_with(|| {
+                let values: BTreeMap<String, String> =
+                    rule.group_by.iter().map(|k| (k.label().to_owned(), group_value(k, a).to_owned())).collect();
+                let severity = rule.severity.unwrap_or(a.severity);
+                Group {
+                    fingerprint: fingerprint(&rule.id, &values),
+                    labels: alert_labels(rule, &values, severity),
+                    severity,
+                    rule: rule.clone(),
+                    data: match rule.condition {
+                        Condition::Outliers { .. } => Data::PerInstance(BTreeMap::new()),
+                        _ => Data::Total(Window::new(rule.window_ms)),
+                    },
+                    message: String::new(),
+                }
+            });
+            match &mut group.data {
+                Data::Total(w) => w.add(a.ts, a.outcome, a.count, now),
+                Data::PerInstance(map) => match map.get_mut(&a.instance) {
+                    Some(w) => w.add(a.ts, a.outcome, a.count, now),
+                    None => {
+                        let mut w = Window::new(rule.window_ms);
+                        w.add(a.ts, a.outcome, a.count, now);
+                        map.insert(a.instance.clone(), w);
+                    }
+                },
+            }
+            if a.outcome == Outcome::Fail && !a.message.is_empty() {
+                a.message.clone_into(&mut group.message);
+            }
+            self.touched.insert(key);
+        }
+    }
+
+    /// Evaluates only the groups that took assertions since the last evaluation: the fast
+    /// path that notifies within milliseconds of a failure arriving.
+    pub fn evaluate_touched(&mut self, now: i64) -> Vec<Transition> {
+        let mut out = Vec::new();
+        for key in std::mem::take(&mut self.touched) {
+            if let Some(group) = self.groups.get_mut(&key) {
+                let finding = judge(group, now);
+                let group = &self.groups[&key];
+                let input = input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message);
+                self.alarms.step(input, finding, now, &mut out);
+            }
+        }
+        out
+    }
+
+    /// Evaluates everything: windows that emptied, silence, stale versions, alarms whose
+    /// group is gone, and repeats due.
+    pub fn evaluate(&mut self, now: i64) -> Vec<Transition> {
+        self.touched.clear();
+        let mut out = Vec::new();
+        let mut visited: HashSet<String> = HashSet::new();
+        let mut empty = Vec::new();
+        for (key, group) in &mut self.groups {
+            let finding = judge(group, now);
+            let input = input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message);
+            self.alarms.step(input, finding, now, &mut out);
+            visited.insert(group.fingerprint.clone());
+            let idle = match &group.data {
+                Data::Total(w) => w.is_empty(),
+                Data::PerInstance(map) => map.values().all(Window::is_empty),
+            };
+            if idle && self.alarms.phase(&group.fingerprint).is_none() {
+                empty.push(key.clone());
+            }
+        }
+        for key in empty {
+            self.groups.remove(&key);
+        }
+        self.agents.retain(|_, a| now - a.ts <= self.agent_timeout_ms);
+        let rules: Vec<Arc<Rule>> = self.all_rules().filter(|r| !r.condition.uses_window()).cloned().collect();
+        for rule in rules {
+            let findings = match rule.condition {
+                Condition::SilentFor(_) => self.silences(&rule, now),
+                _ => self.stale_agents(&rule, now),
+            };
+            for (values, severity, finding) in findings {
+                let fp = fingerprint(&rule.id, &values);
+                let labels = alert_labels(&rule, &values, severity);
+                self.alarms.step(input(&rule, &fp, labels, severity, ""), finding, now, &mut out);
+                visited.insert(fp);
+            }
+        }
+        // Alarms no group speaks for any more (rule removed, group emptied, recovered
+        // from the log with nothing left in the replayed window): their condition is gone.
+        for fp in self.alarms.fingerprints() {
+            if !visited.contains(&fp) {
+                let input = Input {
+                    fingerprint: &fp,
+                    rule_id: "",
+                    rule_name: "",
+                    hold_ms: 0,
+                    labels: BTreeMap::new(),
+                    severity: Severity::default(),
+                    message: "",
+                };
+                self.alarms.step(input, None, now, &mut out);
+            }
+        }
+        self.alarms.repeats(now, &mut out);
+        out
+    }
+
+    /// Per silence group: its values, severity, and the finding if silent long enough.
+    fn silences(&self, rule: &Rule, now: i64) -> Vec<(BTreeMap<String, String>, Severity, Option<Finding>)> {
+        let mut groups: BTreeMap<BTreeMap<String, String>, (Severity, i64)> = BTreeMap::new();
+        for (spec, state) in &self.specs {
+            let seen = self.seen.get(spec);
+            for item in &state.expected {
+                let labels = BTreeMap::new();
+                let subject = Subject {
+                    spec,
+                    component: &item.component,
+                    requirement: &item.requirement,
+                    severity: item.severity,
+                    labels: &labels,
+                };
+                if !rule.selector.matches(&subject) {
+                    continue;
+                }
+                let last = seen.and_then(|s| s.get(&item.requirement)).copied().unwrap_or(i64::MIN).max(item.since);
+                let silent = now - last;
+                let values: BTreeMap<String, String> = rule
+                    .group_by
+                    .iter()
+                    .map(|k| {
+                        let v = match k {
+                            GroupKey::Spec => spec.as_str(),
+                            GroupKey::Component => item.component.as_str(),
+                            _ => item.requirement.as_str(),
+                        };
+                        (k.label().to_owned(), v.to_owned())
+                    })
+                    .collect();
+                let entry = groups.entry(values).or_insert((item.severity, i64::MAX));
+                entry.0 = entry.0.min(item.severity); // Critical sorts first: the gravest
+                entry.1 = entry.1.min(silent);
+            }
+        }
+        groups
+            .into_iter()
+            .map(|(values, (severity, silent))| {
+                (values, rule.severity.unwrap_or(severity), rule.condition.check_silence(silent))
+            })
+            .collect()
+    }
+
+    /// Per group of agents: the agents still on an old version `D` after a new one landed,
+    /// proven by a heartbeat sent at least `D` after it.
+    fn stale_agents(&self, rule: &Rule, _now: i64) -> Vec<(BTreeMap<String, String>, Severity, Option<Finding>)> {
+        let Condition::StaleVersionFor(limit) = rule.condition else { return Vec::new() };
+        let severity = rule.severity.unwrap_or_default();
+        let mut groups: BTreeMap<BTreeMap<String, String>, Vec<(String, i64, i64)>> = BTreeMap::new();
+        for (agent_id, agent) in &self.agents {
+            for in_use in &agent.specs {
+                let Some(latest) = self.specs.get(&in_use.spec) else { continue };
+                let subject = Subject {
+                    spec: &in_use.spec,
+                    component: &agent.component,
+                    requirement: "",
+                    severity,
+                    labels: &agent.labels,
+                };
+                if !rule.selector.matches(&subject) {
+                    continue;
+                }
+                let values: BTreeMap<String, String> = rule
+                    .group_by
+                    .iter()
+                    .map(|k| {
+                        let v = match k {
+                            GroupKey::Spec => in_use.spec.as_str(),
+                            GroupKey::Component => agent.component.as_str(),
+                            _ => agent.instance.as_str(),
+                        };
+                        (k.label().to_owned(), v.to_owned())
+                    })
+                    .collect();
+                let stale = groups.entry(values).or_default();
+                if in_use.version < latest.version && agent.ts >= latest.ts + limit {
+                    stale.push((agent_id.clone(), in_use.version, latest.version));
+                }
+            }
+        }
+        groups.into_iter().map(|(values, stale)| (values, severity, rule.condition.check_stale(&stale))).collect()
+    }
+}
+
+fn group_value<'a>(key: &GroupKey, a: &'a Assertion) -> &'a str {
+    match key {
+        GroupKey::Spec => &a.spec,
+        GroupKey::Component => &a.component,
+        GroupKey::Requirement => &a.requirement,
+        GroupKey::Instance => &a.instance,
+        GroupKey::Label(name) => a.labels.get(name).map(String::as_str).unwrap_or(""),
+    }
+}
+
+fn judge(group: &mut Group, now: i64) -> Option<Finding> {
+    let rule = &group.rule;
+    match &mut group.data {
+        Data::Total(w) => rule.condition.check_counts(w.counts(now), rule.window_ms),
+        Data::PerInstance(map) => {
+            let counts: Vec<(&str, crate::window::Counts)> =
+                map.iter_mut().map(|(i, w)| (i.as_str(), w.counts(now))).collect();
+            rule.condition.check_instances(counts.into_iter())
+        }
+    }
+}
+
+#[cfg(test)]
+#[path = "engine_tests.rs"]
+mod tests;

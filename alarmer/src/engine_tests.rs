@@ -1,0 +1,261 @@
+//! The window logic on an in-memory feed with explicit time. The same scenarios run
+//! against the real topics in `tests/tests/alarmer_*.rs`.
+
+use std::collections::HashMap;
+
+use serde_json::json;
+use specaudit_core::record::{AlarmState, SpecInUse};
+
+use super::*;
+use crate::alarm::Status;
+use crate::routes::Route;
+use crate::rules::RuleConfig;
+use crate::selector::Selector;
+use crate::waivers::WaiverConfig;
+
+const SPEC: &str = r#"{"apiVersion":"specaudit/v1","spec":"svc","components":{
+  "frontend":{"requirements":{"tls":{"severity":"critical"},"limit":{}}},
+  "security":{"requirements":{"audit":{}}}},
+  "alarms":[{"name":"spec-limit","match":{"requirement":"frontend/limit"},"when":{"failures_at_least":2,"window":"10s"}}]}"#;
+
+fn rule(name: &str, when: serde_json::Value) -> Rule {
+    Rule::from_config(&RuleConfig { name: name.into(), when: when.as_object().unwrap().clone(), ..RuleConfig::default() })
+        .unwrap()
+}
+
+fn engine(rules: Vec<Rule>, waivers: Vec<Waiver>) -> Engine {
+    let router = Router {
+        routes: vec![Route { selector: Selector::default(), receivers: vec!["hook".into()], keep_going: false }],
+        repeat_ms: HashMap::from([("hook".to_owned(), 60_000)]),
+        idempotent: Default::default(),
+    };
+    Engine::new(EngineConfig { rules, router, waivers, spec_rules: true, agent_timeout_ms: 300_000 })
+}
+
+fn assertion(ts: i64, instance: &str, requirement: &str, outcome: Outcome) -> Assertion {
+    Assertion {
+        assertion_id: uuid::Uuid::now_v7(),
+        ts,
+        spec: "svc".into(),
+        spec_version: 1,
+        component: "frontend".into(),
+        instance: instance.into(),
+        agent_id: format!("agent-{instance}"),
+        requirement: requirement.into(),
+        task: "serve".into(),
+        outcome,
+        severity: if requirement == "frontend/tls" { Severity::Critical } else { Severity::Major },
+        count: 1,
+        message: if outcome == Outcome::Fail { "too old".into() } else { String::new() },
+        details: String::new(),
+        labels: BTreeMap::new(),
+    }
+}
+
+fn spec_version(version: i64, ts: i64) -> SpecVersion {
+    SpecVersion {
+        spec: "svc".into(),
+        version,
+        ts,
+        author: "a".into(),
+        comment: String::new(),
+        sha256: String::new(),
+        deleted: false,
+        document: SPEC.into(),
+        patch: "[]".into(),
+    }
+}
+
+fn states(out: &[Transition]) -> Vec<(AlarmState, String)> {
+    out.iter().filter_map(|t| t.event.as_ref()).map(|e| (e.state, e.rule.clone())).collect()
+}
+
+fn notices(out: &[Transition]) -> Vec<(Status, bool)> {
+    out.iter().filter_map(|t| t.notice.as_ref()).map(|n| (n.status, n.repeat)).collect()
+}
+
+#[test]
+fn a_critical_requirement_fires_on_one_failure_and_resolves_when_the_window_passes() {
+    let mut e = engine(vec![Rule::critical_default(std::time::Duration::from_secs(10))], vec![]);
+    e.assertion(&assertion(1_000, "i1", "frontend/tls", Outcome::Pass), 1_000);
+    assert!(e.evaluate_touched(1_000).is_empty());
+    e.assertion(&assertion(2_000, "i1", "frontend/tls", Outcome::Fail), 2_000);
+    let out = e.evaluate_touched(2_000);
+    assert_eq!(states(&out), [(AlarmState::Firing, "critical-requirement-failed".to_owned())]);
+    let notice = out[0].notice.as_ref().unwrap();
+    assert_eq!(notice.receivers, ["hook"]);
+    assert_eq!(notice.labels["severity"], "critical");
+    assert_eq!(notice.labels["requirement"], "frontend/tls");
+    assert_eq!(notice.annotations["last_failure"], "too old");
+    // More failures while firing notify nobody again.
+    e.assertion(&assertion(3_000, "i1", "frontend/tls", Outcome::Fail), 3_000);
+    assert!(e.evaluate_touched(3_000).is_empty());
+    assert!(e.evaluate(12_000).is_empty(), "the last failure is still in the window");
+    let out = e.evaluate(13_500);
+    assert_eq!(states(&out)[0].0, AlarmState::Resolved);
+    assert_eq!(notices(&out), [(Status::Resolved, false)]);
+    assert_eq!(out[0].notice.as_ref().unwrap().starts_at, 2_000);
+    assert_eq!(e.group_count(), 0, "an idle group is forgotten");
+}
+
+#[test]
+fn failure_ratio_waits_for_min_samples_and_for_the_hold() {
+    let mut r = rule("ratio", json!({"failure_ratio_above": 0.5, "min_samples": 4, "window": "10s"}));
+    r.hold_ms = 2_000;
+    let mut e = engine(vec![r], vec![]);
+    for (t, outcome) in [(0, Outcome::Fail), (100, Outcome::Fail), (200, Outcome::Fail)] {
+        e.assertion(&assertion(t, "i1", "frontend/limit", outcome), t);
+    }
+    assert!(e.evaluate_touched(200).is_empty(), "3 samples < 4");
+    e.assertion(&assertion(300, "i2", "frontend/limit", Outcome::Pass), 300);
+    let out = e.evaluate_touched(300);
+    assert_eq!(states(&out), [(AlarmState::Pending, "ratio".to_owned())]);
+    assert!(notices(&out).is_empty(), "pending does not notify");
+    assert!(e.evaluate(2_299).is_empty());
+    let out = e.evaluate(2_300);
+    assert_eq!(states(&out)[0].0, AlarmState::Firing);
+    assert_eq!(out[0].event.as_ref().unwrap().value, 0.75);
+    // Passes dilute the ratio: resolved.
+    for t in 2_400..2_404 {
+        e.assertion(&assertion(t, "i2", "frontend/limit", Outcome::Pass), t);
+    }
+    let out = e.evaluate_touched(2_404);
+    assert_eq!((states(&out)[0].0, notices(&out)), (AlarmState::Resolved, vec![(Status::Resolved, false)]));
+}
+
+#[test]
+fn a_pending_alarm_that_clears_never_notifies() {
+    let mut r = rule("held", json!({"failures_at_least": 1, "window": "1s"}));
+    r.hold_ms = 5_000;
+    let mut e = engine(vec![r], vec![]);
+    e.assertion(&assertion(0, "i1", "frontend/limit", Outcome::Fail), 0);
+    assert_eq!(states(&e.evaluate_touched(0))[0].0, AlarmState::Pending);
+    let out = e.evaluate(2_000);
+    assert_eq!(states(&out)[0].0, AlarmState::Resolved);
+    assert!(notices(&out).is_empty());
+}
+
+#[test]
+fn outliers_fire_for_a_few_instances_failing_what_peers_pass() {
+    let mut e = engine(vec![rule("outliers", json!({"outliers": true, "window": "10s"}))], vec![]);
+    for i in ["a", "b", "c", "d"] {
+        e.assertion(&assertion(0, i, "frontend/limit", Outcome::Pass), 0);
+    }
+    assert!(e.evaluate_touched(0).is_empty());
+    e.assertion(&assertion(100, "d", "frontend/limit", Outcome::Fail), 100);
+    let out = e.evaluate_touched(100);
+    assert_eq!(states(&out)[0].0, AlarmState::Firing);
+    assert!(out[0].event.as_ref().unwrap().summary.contains("1 of 4 instances"), "{:?}", out[0].event);
+    // Half the fleet failing is not an outlier any more: it is a broken requirement.
+    e.assertion(&assertion(200, "c", "frontend/limit", Outcome::Fail), 200);
+    assert_eq!(states(&e.evaluate_touched(200))[0].0, AlarmState::Resolved);
+}
+
+#[test]
+fn silence_counts_from_when_the_requirement_was_expected() {
+    let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);
+    assert!(e.spec(&spec_version(1, 1_000), 1_000).is_empty());
+    e.assertion(&assertion(2_000, "i1", "frontend/tls", Outcome::Pass), 2_000);
+    e.assertion(&assertion(2_000, "i1", "frontend/limit", Outcome::Pass), 2_000);
+    assert!(e.evaluate(5_999).is_empty());
+    let out = e.evaluate(6_000);
+    let fired: Vec<String> = out.iter().filter_map(|t| t.event.as_ref()).map(|e| e.requirement.clone()).collect();
+    assert_eq!(fired, ["security/audit"], "only the requirement nobody reported");
+    e.assertion(&assertion(6_500, "i1", "security/audit", Outcome::Skip), 6_500);
+    let out = e.evaluate(7_000);
+    let moved: Vec<(AlarmState, String)> =
+        out.iter().filter_map(|t| t.event.as_ref()).map(|e| (e.state, e.requirement.clone())).collect();
+    // The other two have now been silent for 5 s as well.
+    assert_eq!(moved.len(), 3, "{moved:?}");
+    assert!(moved.contains(&(AlarmState::Resolved, "security/audit".into())));
+}
+
+#[test]
+fn stale_version_needs_a_heartbeat_proving_the_agent_ignored_the_new_version() {
+    let mut e = engine(vec![rule("stale", json!({"stale_version_for": "5s"}))], vec![]);
+    e.spec(&spec_version(2, 10_000), 10_000);
+    let hb = |ts: i64, version: i64| Heartbeat {
+        agent_id: "agent-1".into(),
+        component: "frontend".into(),
+        instance: "i1".into(),
+        ts,
+        started_at: 0,
+        sdk_version: "0".into(),
+        specs: vec![SpecInUse { spec: "svc".into(), version }],
+        checked: 0,
+        emitted: 0,
+        dropped: 0,
+        requirements: vec![],
+        labels: BTreeMap::new(),
+    };
+    e.heartbeat(&hb(12_000, 1));
+    assert!(e.evaluate(16_000).is_empty(), "no heartbeat yet after the grace period");
+    e.heartbeat(&hb(15_000, 1));
+    let out = e.evaluate(16_000);
+    assert_eq!(states(&out), [(AlarmState::Firing, "stale".to_owned())]);
+    assert_eq!(out[0].event.as_ref().unwrap().component, "frontend");
+    e.heartbeat(&hb(17_000, 2));
+    assert_eq!(states(&e.evaluate(17_000))[0].0, AlarmState::Resolved);
+}
+
+#[test]
+fn spec_policies_are_rules_of_their_spec() {
+    let mut e = engine(vec![], vec![]);
+    e.spec(&spec_version(1, 0), 0);
+    e.assertion(&assertion(100, "i1", "frontend/limit", Outcome::Fail), 100);
+    assert!(e.evaluate_touched(100).is_empty());
+    e.assertion(&assertion(200, "i2", "frontend/limit", Outcome::Fail), 200);
+    assert_eq!(states(&e.evaluate_touched(200)), [(AlarmState::Firing, "spec/svc/spec-limit".to_owned())]);
+}
+
+#[test]
+fn a_waiver_suppresses_until_it_expires_and_is_logged() {
+    let waiver = Waiver::from_config(
+        0,
+        &WaiverConfig {
+            selector: json!({"requirement": "frontend/*"}).as_object().unwrap().clone(),
+            starts_at: Some("1970-01-01T00:00:00Z".into()),
+            ends_at: "1970-01-01T00:00:05Z".into(),
+            author: "alice".into(),
+            reason: "known issue".into(),
+            rule: None,
+        },
+    )
+    .unwrap();
+    let mut e = engine(vec![rule("any", json!({"failures_at_least": 1, "window": "60s"}))], vec![waiver]);
+    e.assertion(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), 1_000);
+    let out = e.evaluate_touched(1_000);
+    assert_eq!(states(&out)[0].0, AlarmState::Waived);
+    assert!(notices(&out).is_empty());
+    let event = out[0].event.as_ref().unwrap();
+    assert_eq!(event.labels["waiver_author"], "alice");
+    assert!(event.summary.starts_with("waived by alice until 1970-01-01T00:00:05.000Z: known issue"), "{}", event.summary);
+    assert!(e.evaluate(4_999).is_empty());
+    let out = e.evaluate(5_000);
+    assert_eq!((states(&out)[0].0, notices(&out)), (AlarmState::Firing, vec![(Status::Firing, false)]));
+}
+
+#[test]
+fn recovery_from_the_log_neither_renotifies_nor_forgets() {
+    let r = || rule("any", json!({"failures_at_least": 1, "window": "60s"}));
+    let mut first = engine(vec![r()], vec![]);
+    first.assertion(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), 1_000);
+    let log: Vec<AlarmEvent> = first.evaluate_touched(1_000).into_iter().filter_map(|t| t.event).collect();
+    assert_eq!(log[0].state, AlarmState::Firing);
+
+    // A new process: the log and a replay of the window.
+    let mut second = engine(vec![r()], vec![]);
+    second.recover(log.clone(), 2_000);
+    second.assertion(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), 2_000);
+    assert!(second.evaluate_touched(2_000).is_empty(), "no second firing notice");
+    assert!(second.evaluate(30_000).is_empty());
+    assert_eq!(notices(&second.evaluate(61_000)), [(Status::Firing, true)], "the repeat is still due on time");
+    let out = second.evaluate(63_000);
+    assert_eq!(notices(&out), [(Status::Resolved, false)], "and it still resolves");
+
+    // Recovered, but nothing left in the replayed window: resolved, not lost.
+    let mut third = engine(vec![r()], vec![]);
+    third.recover(log, 100_000);
+    let out = third.evaluate(100_000);
+    assert_eq!((states(&out)[0].0, notices(&out)), (AlarmState::Resolved, vec![(Status::Resolved, false)]));
+}
