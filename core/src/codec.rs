@@ -28,6 +28,9 @@ const MAX_AVRO_ALLOCATION: usize = 16 * 1024 * 1024;
 pub const MAX_FIELD_BYTES: usize = 64 * 1024;
 /// Most labels one record may carry.
 pub const MAX_LABELS: usize = 64;
+/// Latest time ClickHouse's `DateTime` can hold (2106-02-07), in milliseconds: a later
+/// `ts` would wrap around silently in the `ts DateTime` columns.
+pub const MAX_TS_MS: i64 = u32::MAX as i64 * 1000 + 999;
 
 /// A record type that has an Avro schema in `schemas/avro/`.
 pub trait Record: Serialize + DeserializeOwned {
@@ -199,6 +202,13 @@ fn check_len(field: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+fn check_ts(ts: i64) -> Result<(), String> {
+    if ts <= 0 || ts > MAX_TS_MS {
+        return Err(format!("ts {ts} is not a time in milliseconds between the epoch and 2106"));
+    }
+    Ok(())
+}
+
 fn check_required(field: &str, value: &str) -> Result<(), String> {
     if value.is_empty() {
         return Err(format!("{field} must not be empty"));
@@ -225,14 +235,12 @@ impl Record for Assertion {
         if self.assertion_id.is_nil() {
             return Err("assertion_id must not be the nil UUID".into());
         }
-        if self.ts <= 0 {
-            return Err(format!("ts {} is not a time in milliseconds since the epoch", self.ts));
-        }
+        check_ts(self.ts)?;
         if self.spec_version < 1 {
             return Err(format!("spec_version {} must be at least 1", self.spec_version));
         }
-        if self.count < 1 {
-            return Err(format!("count {} must be at least 1", self.count));
+        if self.count < 1 || self.count > i64::from(u32::MAX) {
+            return Err(format!("count {} must be between 1 and {}", self.count, u32::MAX));
         }
         check_required("spec", &self.spec)?;
         check_required("component", &self.component)?;
@@ -257,9 +265,7 @@ impl Record for Heartbeat {
         check_required("agent_id", &self.agent_id)?;
         check_required("component", &self.component)?;
         check_required("instance", &self.instance)?;
-        if self.ts <= 0 {
-            return Err(format!("ts {} is not a time in milliseconds since the epoch", self.ts));
-        }
+        check_ts(self.ts)?;
         if self.checked < 0 || self.emitted < 0 || self.dropped < 0 {
             return Err("counters must not be negative".into());
         }

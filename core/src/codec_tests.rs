@@ -178,7 +178,17 @@ fn semantic_checks_reject_what_the_schema_allows() {
     let mut a = assertion();
     a.count = 0;
     let err = codec.decode(&codec.encode(&a).unwrap()).unwrap_err();
-    assert_eq!(err, DecodeError::Invalid("count 0 must be at least 1".into()));
+    assert_eq!(err, DecodeError::Invalid("count 0 must be between 1 and 4294967295".into()));
+
+    // Values ClickHouse would wrap or clamp silently are refused instead.
+    let mut a = assertion();
+    a.count = i64::from(u32::MAX) + 1;
+    assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
+    let mut a = assertion();
+    a.ts = MAX_TS_MS + 1;
+    assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
+    a.ts = MAX_TS_MS;
+    assert!(codec.decode(&codec.encode(&a).unwrap()).is_ok());
 
     let mut a = assertion();
     a.message = "x".repeat(MAX_FIELD_BYTES + 1);

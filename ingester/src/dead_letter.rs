@@ -4,10 +4,17 @@
 
 use std::time::Duration;
 
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Header, Headers, Message, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
+use rdkafka::{Offset, TopicPartitionList};
+use specaudit_core::config::KafkaConfig;
 
 use crate::rows::{DeadLetterRow, Source};
+
+/// The reason of a record that decoded fine but that ClickHouse refused to store.
+pub const REASON_REFUSED: &str = "refused_by_clickhouse";
 
 pub const HEADER_REASON: &str = "specaudit.reason";
 pub const HEADER_ERROR: &str = "specaudit.error";
@@ -41,6 +48,34 @@ impl DeadLetter {
             offset: message.offset(),
         }
     }
+}
+
+/// The dead letter of a record ClickHouse refused. Batches keep decoded rows, not the
+/// bytes they came from, so the original is read back from Kafka (refusals are rare).
+pub async fn refused(config: &KafkaConfig, topic: &str, source: Source, error: String) -> Result<DeadLetter, KafkaError> {
+    let config = config.clone();
+    let topic = topic.to_owned();
+    let read = tokio::task::spawn_blocking(move || -> Result<DeadLetter, KafkaError> {
+        let consumer: BaseConsumer = specaudit_core::kafka::client_config(&config)
+            .set("group.id", "specaudit-ingester-refused")
+            .set("enable.auto.commit", "false")
+            .create()?;
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition_offset(&topic, source.partition, Offset::Offset(source.offset))?;
+        consumer.assign(&assignment)?;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::time::Instant::now() < deadline {
+            match consumer.poll(Duration::from_millis(500)) {
+                Some(Ok(message)) if message.offset() == source.offset => {
+                    return Ok(DeadLetter::new(&message, REASON_REFUSED, error));
+                }
+                Some(Err(e)) => return Err(e),
+                _ => {}
+            }
+        }
+        Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut))
+    });
+    read.await.unwrap_or(Err(KafkaError::Canceled))
 }
 
 /// Sends dead letters and waits for the broker to acknowledge them.

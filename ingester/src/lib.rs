@@ -25,10 +25,14 @@
 
 pub mod batch;
 pub mod config;
+pub mod consumer;
 pub mod dead_letter;
+pub mod flush;
+pub mod insert_error;
 pub mod migrate;
 pub mod pipeline;
 pub mod progress;
+pub mod rollup;
 pub mod rows;
 
 pub use config::IngesterConfig;

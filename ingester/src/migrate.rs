@@ -5,8 +5,10 @@ use anyhow::{bail, Context};
 use specaudit_core::config::ClickHouseConfig;
 
 /// The migrations, oldest first: (version, name, SQL with `{database}` placeholders).
-pub const MIGRATIONS: &[(u32, &str, &str)] =
-    &[(1, "init", include_str!("../../schemas/clickhouse/001_init.sql"))];
+pub const MIGRATIONS: &[(u32, &str, &str)] = &[
+    (1, "init", include_str!("../../schemas/clickhouse/001_init.sql")),
+    (2, "rollup_progress", include_str!("../../schemas/clickhouse/002_rollup_progress.sql")),
+];
 
 /// The statements of one migration file, `{database}` replaced, comments dropped.
 pub fn statements(sql: &str, database: &str) -> Vec<String> {

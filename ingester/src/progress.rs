@@ -3,14 +3,30 @@
 //!
 //! For every (table, partition) the ingester knows `high`: an offset at or below which rows
 //! may already be in the table (found by asking ClickHouse after an assignment, raised after
-//! an insert whose result is unclear). Rows of a batch above `high` cannot be in the table
-//! yet and are inserted directly; rows at or below it are first checked one by one against
-//! the offsets present, and only the missing ones are inserted.
+//! an insert whose result is unclear). Rows above `high` cannot be in the table yet and are
+//! inserted directly; rows at or below it are first checked one by one against the offsets
+//! present, and only the missing ones are inserted. The check is exact per row, so an
+//! insert that landed in part (several parts for several months, a cut stream) is
+//! completed, never doubled.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use crate::batch::Batch;
 use crate::rows::SourcedRow;
+
+/// Partition → (first, last) offset of `rows`.
+pub fn ranges<R: SourcedRow>(rows: &[R]) -> BTreeMap<i32, (i64, i64)> {
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let s = row.source();
+        out.entry(s.partition)
+            .and_modify(|(first, last): &mut (i64, i64)| {
+                *first = (*first).min(s.offset);
+                *last = (*last).max(s.offset);
+            })
+            .or_insert((s.offset, s.offset));
+    }
+    out
+}
 
 /// What the ingester knows about one table's progress.
 #[derive(Debug, Default)]
@@ -25,32 +41,33 @@ impl Progress {
         self.high.remove(&partition);
     }
 
-    /// After an insert whose outcome is unknown, every row of the batch may be in the table.
-    pub fn mark_unclear<R: SourcedRow>(&mut self, batch: &Batch<R>) {
-        for (&partition, &(_, last)) in &batch.offsets {
+    /// After an insert whose outcome is unknown, every one of `rows` may be in the table.
+    pub fn mark_unclear<R: SourcedRow>(&mut self, rows: &[R]) {
+        for (partition, (_, last)) in ranges(rows) {
             let high = self.high.entry(partition).or_insert(-1);
             *high = (*high).max(last);
         }
     }
 
-    /// Removes from `batch` the rows that are already in its table.
-    pub async fn drop_present<R: SourcedRow>(
+    /// The (partition, offset) of those `rows` that are already in their table.
+    pub async fn present<R: SourcedRow>(
         &mut self,
         client: &clickhouse::Client,
-        batch: &mut Batch<R>,
-    ) -> Result<usize, clickhouse::error::Error> {
-        if batch.offsets.keys().any(|p| !self.high.contains_key(p)) {
+        rows: &[R],
+    ) -> Result<HashSet<(i32, i64)>, clickhouse::error::Error> {
+        let ranges = ranges(rows);
+        if ranges.keys().any(|p| !self.high.contains_key(p)) {
             let found: Vec<(i32, i64)> = client
                 .query(&format!("SELECT kafka_partition, max(kafka_offset) FROM {} GROUP BY kafka_partition", R::TABLE))
                 .fetch_all()
                 .await?;
-            for &partition in batch.offsets.keys() {
+            for &partition in ranges.keys() {
                 let high = found.iter().find(|(p, _)| *p == partition).map_or(-1, |(_, o)| *o);
                 self.high.entry(partition).or_insert(high);
             }
         }
-        let mut present: HashSet<(i32, i64)> = HashSet::new();
-        for (&partition, &(first, last)) in &batch.offsets {
+        let mut present = HashSet::new();
+        for (&partition, &(first, last)) in &ranges {
             let high = self.high.get(&partition).copied().unwrap_or(-1);
             if first > high {
                 continue;
@@ -67,14 +84,6 @@ impl Progress {
                 .await?;
             present.extend(rows.into_iter().map(|o| (partition, o)));
         }
-        if present.is_empty() {
-            return Ok(0);
-        }
-        let before = batch.rows.len();
-        batch.rows.retain(|r| {
-            let s = r.source();
-            !present.contains(&(s.partition, s.offset))
-        });
-        Ok(before - batch.rows.len())
+        Ok(present)
     }
 }

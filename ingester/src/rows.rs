@@ -7,6 +7,8 @@ use serde_repr::Serialize_repr;
 use specaudit_core::record::{AlarmEvent, AlarmState, Assertion, Heartbeat, Outcome, Severity, SpecVersion};
 use uuid::Uuid;
 
+use crate::rollup::Contribution;
+
 /// Where a row came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Source {
@@ -19,6 +21,10 @@ pub trait SourcedRow: for<'a> Row<Value<'a> = Self> + Serialize + Send + Sync + 
     /// The table it is inserted into.
     const TABLE: &'static str;
     fn source(&self) -> Source;
+    /// What the row adds to the per-minute rollup; only assertions have one.
+    fn contribution(&self) -> Option<Contribution<'_>> {
+        None
+    }
 }
 
 /// `Enum8` values as ClickHouse stores them (see `schemas/clickhouse/001_init.sql`).
@@ -294,7 +300,29 @@ macro_rules! sourced {
     };
 }
 
-sourced!(AssertionRow, "assertions");
+impl SourcedRow for AssertionRow {
+    const TABLE: &'static str = "assertions";
+    fn source(&self) -> Source {
+        Source { partition: self.kafka_partition, offset: self.kafka_offset }
+    }
+    fn contribution(&self) -> Option<Contribution<'_>> {
+        // As ClickHouse computes toStartOfMinute(toDateTime(intDiv(ts_ms, 1000))); the codec
+        // keeps ts_ms within DateTime's range.
+        let seconds = (self.ts_ms / 1000) as u32;
+        Some(Contribution {
+            minute: seconds - seconds % 60,
+            spec: &self.spec,
+            spec_version: self.spec_version,
+            component: &self.component,
+            instance: &self.instance,
+            requirement: &self.requirement,
+            severity: self.severity as i8,
+            outcome: self.outcome as usize - 1,
+            count: u64::from(self.count),
+        })
+    }
+}
+
 sourced!(SpecVersionRow, "spec_versions");
 sourced!(AgentRow, "agents");
 sourced!(AlarmRow, "alarms");

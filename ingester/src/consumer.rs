@@ -1,0 +1,105 @@
+//! The Kafka consumer: which partitions this ingester owns (kept by the rebalance
+//! callbacks), consumer lag from librdkafka's statistics, and pausing intake while
+//! ClickHouse cannot take rows.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use anyhow::Context as _;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
+use rdkafka::statistics::Statistics;
+use rdkafka::ClientContext;
+
+use crate::config::IngesterConfig;
+
+/// Partitions this consumer owns, kept current by the rebalance callbacks.
+#[derive(Debug, Default)]
+pub struct Ownership {
+    pub assigned: HashSet<(String, i32)>,
+    /// Revoked since the loop last looked: their pending rows must be dropped.
+    pub revoked: Vec<(String, i32)>,
+    /// Bumped on every assignment, so a paused consumer knows to pause the newcomers.
+    pub generation: u64,
+}
+
+/// Shared between the rebalance callbacks (run inside `recv`) and the ingest loop.
+#[derive(Debug, Default, Clone)]
+pub struct IngestContext(Arc<Mutex<Ownership>>);
+
+impl IngestContext {
+    pub fn lock(&self) -> MutexGuard<'_, Ownership> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl ClientContext for IngestContext {
+    fn stats(&self, statistics: Statistics) {
+        for (topic, stats) in &statistics.topics {
+            // librdkafka reports -1 for partitions this consumer does not fetch.
+            let lag: i64 = stats.partitions.values().map(|p| p.consumer_lag).filter(|&l| l >= 0).sum();
+            metrics::gauge!("specaudit_ingester_consumer_lag", "topic" => topic.clone()).set(lag as f64);
+        }
+    }
+}
+
+impl ConsumerContext for IngestContext {
+    fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        if let Rebalance::Revoke(list) = rebalance {
+            let mut own = self.lock();
+            for e in list.elements() {
+                let key = (e.topic().to_owned(), e.partition());
+                own.assigned.remove(&key);
+                own.revoked.push(key);
+            }
+            tracing::info!(partitions = list.count(), "partitions revoked");
+        }
+    }
+
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        match rebalance {
+            Rebalance::Assign(list) => {
+                let mut own = self.lock();
+                for e in list.elements() {
+                    own.assigned.insert((e.topic().to_owned(), e.partition()));
+                }
+                own.generation += 1;
+                tracing::info!(partitions = list.count(), "partitions assigned");
+            }
+            Rebalance::Error(error) => tracing::warn!(%error, "rebalance failed"),
+            Rebalance::Revoke(_) => {}
+        }
+    }
+}
+
+/// The group consumer, subscribed to `topics`.
+pub fn create(config: &IngesterConfig, context: IngestContext, topics: &[&str]) -> anyhow::Result<StreamConsumer<IngestContext>> {
+    let consumer: StreamConsumer<IngestContext> = specaudit_core::kafka::client_config(&config.kafka)
+        .set("group.id", &config.ingest.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        // Bounds what librdkafka prefetches, so memory stays flat while ClickHouse is down.
+        .set("queued.max.messages.kbytes", "32768")
+        // The loop keeps polling while ClickHouse is down (partitions paused), so it stays
+        // in the group; the interval only has to cover one insert (bounded by its timeouts).
+        .set("max.poll.interval.ms", "300000")
+        .set("statistics.interval.ms", "5000")
+        .create_with_context(context)
+        .context("failed to create the kafka consumer")?;
+    consumer.subscribe(topics).context("failed to subscribe")?;
+    Ok(consumer)
+}
+
+/// Pauses or resumes every partition the consumer holds now.
+pub fn set_paused(consumer: &StreamConsumer<IngestContext>, paused: bool) {
+    let result = consumer.assignment().and_then(|list| {
+        if paused {
+            consumer.pause(&list)
+        } else {
+            consumer.resume(&list)
+        }
+    });
+    if let Err(error) = result {
+        tracing::warn!(%error, paused, "cannot pause or resume the assignment");
+    }
+}

@@ -1,0 +1,253 @@
+//! Writing one table's batch: its dead letters to Kafka, its rows to ClickHouse (only those
+//! not there yet), its rollup, then the commit of its offsets. Each step is safe to repeat,
+//! so a flush that fails part way is simply run again later.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{CommitMode, Consumer, StreamConsumer};
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use specaudit_core::kafka::Topics;
+
+use crate::batch::Batch;
+use crate::config::IngesterConfig;
+use crate::consumer::IngestContext;
+use crate::dead_letter::{self, DeadLetter};
+use crate::insert_error::{classify, Failure};
+use crate::progress::Progress;
+use crate::rollup;
+use crate::rows::SourcedRow;
+
+/// Longest wait for ClickHouse to take one chunk of an insert.
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Longest wait for ClickHouse to answer an insert: far below `max.poll.interval.ms`, so
+/// the loop is back to polling (and serving rebalances) long before the group gives up on it.
+pub const END_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The flush could not finish now; it is safe to run it again later.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Transient(String);
+
+impl Transient {
+    fn new(what: &str, error: impl std::fmt::Display) -> Self {
+        Transient(format!("{what}: {error}"))
+    }
+}
+
+/// What a flush needs.
+#[allow(missing_debug_implementations)] // the rdkafka clients are not Debug
+pub struct Io {
+    pub consumer: StreamConsumer<IngestContext>,
+    pub client: clickhouse::Client,
+    pub producer: FutureProducer,
+    pub topics: Topics,
+    pub config: IngesterConfig,
+}
+
+/// One table: its pending batch and what is known of its progress.
+#[derive(Debug)]
+pub struct Table<R> {
+    pub batch: Batch<R>,
+    progress: Progress,
+    /// Partition → rollup mark, for the table that feeds the rollup (`None` otherwise).
+    rollup: Option<HashMap<i32, i64>>,
+    /// The batch's rows are all in ClickHouse; what is left is the rollup and the commit.
+    stored: bool,
+}
+
+impl<R: SourcedRow> Table<R> {
+    pub fn new(topic: &str, rolled_up: bool) -> Self {
+        Table {
+            batch: Batch::new(topic.to_owned()),
+            progress: Progress::default(),
+            rollup: rolled_up.then(HashMap::new),
+            stored: false,
+        }
+    }
+
+    /// Drops a revoked partition's pending records and what is known of its progress.
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        if self.batch.topic == topic {
+            self.batch.forget_partition(partition);
+            self.progress.forget(partition);
+            if let Some(marks) = &mut self.rollup {
+                marks.remove(&partition);
+            }
+        }
+    }
+
+    pub fn is_due(&self, max_rows: usize, max_delay: Duration) -> bool {
+        !self.batch.is_empty()
+            && (self.batch.rows.len() >= max_rows || self.batch.deadline(max_delay).is_some_and(|d| d <= Instant::now()))
+    }
+
+    /// Writes the batch and commits its offsets (`Sync` when the process is about to end).
+    pub async fn flush(&mut self, io: &Io, mode: CommitMode) -> Result<(), Transient> {
+        if self.batch.is_empty() {
+            return Ok(());
+        }
+        let span = tracing::info_span!("flush", table = R::TABLE, rows = self.batch.rows.len());
+        let _enter = span.enter();
+        send_dead_letters(io, &mut self.batch.dead_letters).await?;
+        if !self.stored {
+            self.store(io).await?;
+            self.stored = true;
+        }
+        if let Some(marks) = &mut self.rollup {
+            roll_up(&io.client, &self.batch, marks).await?;
+        }
+        commit(&io.consumer, &self.batch, mode);
+        self.batch.clear();
+        self.stored = false;
+        Ok(())
+    }
+
+    /// Inserts the rows not in ClickHouse yet. Rows ClickHouse refuses as bad data are found
+    /// by splitting the insert in halves, and go to the dead letters instead.
+    async fn store(&mut self, io: &Io) -> Result<(), Transient> {
+        let Table { batch, progress, .. } = self;
+        // Ranges of `batch.rows` still to insert; a refused range is split in two.
+        let mut work = Vec::with_capacity(1);
+        work.push(0..batch.rows.len());
+        let mut refused: Vec<(usize, String)> = Vec::new();
+        while let Some(range) = work.pop() {
+            let rows = &batch.rows[range.clone()];
+            let present = progress.present(&io.client, rows).await.map_err(|e| Transient::new("cannot read progress", e))?;
+            if !present.is_empty() {
+                tracing::info!(skipped = present.len(), "rows already in clickhouse, not inserted again");
+                metrics::counter!("specaudit_ingester_duplicates_skipped_total", "table" => R::TABLE).increment(present.len() as u64);
+            }
+            let missing: Vec<&R> = rows
+                .iter()
+                .filter(|r| {
+                    let s = r.source();
+                    !present.contains(&(s.partition, s.offset))
+                })
+                .collect();
+            let started = Instant::now();
+            match insert(&io.client, &missing).await {
+                Ok(0) => {}
+                Ok(n) => {
+                    metrics::histogram!("specaudit_ingester_insert_seconds", "table" => R::TABLE).record(started.elapsed().as_secs_f64());
+                    metrics::histogram!("specaudit_ingester_batch_rows", "table" => R::TABLE).record(n as f64);
+                    metrics::counter!("specaudit_ingester_rows_inserted_total", "table" => R::TABLE).increment(n as u64);
+                }
+                Err(error) => {
+                    // The server may have written some of the rows: check before the next try.
+                    progress.mark_unclear(rows);
+                    metrics::counter!("specaudit_ingester_insert_failures_total", "table" => R::TABLE).increment(1);
+                    match classify(&error) {
+                        Failure::Transient => return Err(Transient::new("insert failed", error)),
+                        Failure::Rejected if range.len() == 1 => refused.push((range.start, error.to_string())),
+                        Failure::Rejected => {
+                            tracing::warn!(%error, rows = range.len(), "clickhouse refused rows, splitting the insert to find them");
+                            let mid = range.start + range.len() / 2;
+                            work.push(mid..range.end);
+                            work.push(range.start..mid);
+                        }
+                    }
+                }
+            }
+        }
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let mut letters = Vec::with_capacity(refused.len());
+        for (index, error) in &refused {
+            let source = batch.rows[*index].source();
+            let letter = dead_letter::refused(&io.config.kafka, &batch.topic, source, error.clone())
+                .await
+                .map_err(|e| Transient::new("cannot read a refused record back from kafka", e))?;
+            letters.push(letter);
+        }
+        send_dead_letters(io, &mut letters).await?;
+        let refused: HashSet<usize> = refused.into_iter().map(|(i, _)| i).collect();
+        let mut index = 0;
+        batch.rows.retain(|_| {
+            index += 1;
+            !refused.contains(&(index - 1))
+        });
+        Ok(())
+    }
+}
+
+/// One insert of `rows`; returns how many were written.
+async fn insert<R: SourcedRow>(client: &clickhouse::Client, rows: &[&R]) -> Result<usize, clickhouse::error::Error> {
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut insert = client.insert::<R>(R::TABLE).await?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+    for row in rows {
+        insert.write(row).await?;
+    }
+    insert.end().await?;
+    Ok(rows.len())
+}
+
+/// Sends dead letters and waits for Kafka's acknowledgements; the acknowledged ones are
+/// removed from `letters`, so a retry sends only the rest.
+async fn send_dead_letters(io: &Io, letters: &mut Vec<DeadLetter>) -> Result<(), Transient> {
+    if letters.is_empty() {
+        return Ok(());
+    }
+    let mut sends = Vec::with_capacity(letters.len());
+    for letter in letters.iter() {
+        sends.push(dead_letter::send(&io.producer, &io.topics.dead_letters, letter));
+    }
+    let results = futures::future::join_all(sends).await;
+    let mut first_error = None;
+    let mut acked = results.iter();
+    letters.retain(|letter| match acked.next() {
+        Some(Ok(())) => {
+            metrics::counter!("specaudit_ingester_dead_letters_total", "reason" => letter.reason).increment(1);
+            false
+        }
+        Some(Err(error)) => {
+            first_error.get_or_insert_with(|| error.to_string());
+            true
+        }
+        None => true,
+    });
+    match first_error {
+        None => Ok(()),
+        Some(error) => Err(Transient::new("cannot send dead letters", error)),
+    }
+}
+
+/// Writes the rollup of the batch's rows at or past each partition's rollup mark.
+async fn roll_up<R: SourcedRow>(client: &clickhouse::Client, batch: &Batch<R>, marks: &mut HashMap<i32, i64>) -> Result<(), Transient> {
+    if batch.offsets.keys().any(|p| !marks.contains_key(p)) {
+        let stored = rollup::marks(client).await.map_err(|e| Transient::new("cannot read rollup progress", e))?;
+        for &partition in batch.offsets.keys() {
+            marks.entry(partition).or_insert_with(|| stored.get(&partition).copied().unwrap_or(0));
+        }
+    }
+    for insert in rollup::inserts(batch, marks) {
+        match rollup::write(client, &insert).await {
+            Ok(()) => {
+                marks.insert(insert.partition, insert.next);
+            }
+            Err(error) => {
+                // Whether it landed is unknown: learn the mark again before the next try.
+                marks.remove(&insert.partition);
+                metrics::counter!("specaudit_ingester_insert_failures_total", "table" => rollup::TABLE).increment(1);
+                return Err(Transient::new("rollup insert failed", error));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit<R: SourcedRow>(consumer: &StreamConsumer<IngestContext>, batch: &Batch<R>, mode: CommitMode) {
+    let mut offsets = TopicPartitionList::new();
+    for (&partition, &(_, last)) in &batch.offsets {
+        // Adding a valid offset to a fresh list cannot fail.
+        let _ = offsets.add_partition_offset(&batch.topic, partition, Offset::Offset(last + 1));
+    }
+    if let Err(error) = consumer.commit(&offsets, mode) {
+        // The rows are in ClickHouse; a replay after this is recognised and skipped.
+        tracing::warn!(%error, "offset commit failed");
+    }
+}

@@ -1,0 +1,258 @@
+//! The per-minute rollup (`assertions_minutely`), written by the ingester with its own
+//! progress, so that it counts every raw assertion exactly once.
+//!
+//! A materialized view cannot promise that: ClickHouse writes the raw block first and the
+//! view's block after it, so a crash in between leaves raw rows the rollup never sees.
+//! Instead, after a batch's raw rows are in, its rollup goes in as separate inserts, each
+//! one compressed block of RowBinary (so it is read whole or not at all) holding the
+//! rollup rows of one Kafka partition's offset range plus one progress row. The progress
+//! row (`spec = ''`) says by how much the insert moved the partition's rollup mark;
+//! `sum(kafka_offsets)` over them is the first offset not rolled up yet. Rows at or past
+//! that mark are rolled up, rows below it were already. See `002_rollup_progress.sql`.
+
+use std::collections::{BTreeMap, HashMap};
+
+use bytes::Bytes;
+
+use crate::batch::Batch;
+use crate::rows::SourcedRow;
+
+/// The table the rollup lives in.
+pub const TABLE: &str = "assertions_minutely";
+const COLUMNS: &str = "minute, spec, spec_version, component, instance, requirement, severity, \
+                       passes, failures, errors, skips, kafka_partition, kafka_offsets";
+/// Largest uncompressed insert: well above the largest possible rollup row (four 64 KiB
+/// strings) and small enough to compress as one block.
+const MAX_INSERT_BYTES: usize = 1 << 20;
+
+/// What one raw row adds to the rollup.
+#[derive(Debug, Clone, Copy)]
+pub struct Contribution<'a> {
+    pub minute: u32,
+    pub spec: &'a str,
+    pub spec_version: u64,
+    pub component: &'a str,
+    pub instance: &'a str,
+    pub requirement: &'a str,
+    pub severity: i8,
+    /// 0 pass, 1 fail, 2 error, 3 skip.
+    pub outcome: usize,
+    pub count: u64,
+}
+
+type Key<'a> = (u32, &'a str, u64, &'a str, &'a str, &'a str, i8);
+
+/// One insert: rollup rows of one partition's offset range and the progress they make.
+#[derive(Debug)]
+pub struct RollupInsert {
+    pub partition: i32,
+    /// The mark after this insert: every assertion of `partition` below it is rolled up.
+    pub next: i64,
+    /// RowBinary, rollup rows then the progress row.
+    pub body: Bytes,
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    let mut len = s.len() as u64;
+    loop {
+        let byte = (len & 0x7f) as u8;
+        len >>= 7;
+        if len == 0 {
+            out.push(byte);
+            break;
+        }
+        out.push(byte | 0x80);
+    }
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_row(out: &mut Vec<u8>, key: &Key<'_>, counts: &[u64; 4], partition: i32, offsets: u64) {
+    let (minute, spec, spec_version, component, instance, requirement, severity) = *key;
+    out.extend_from_slice(&minute.to_le_bytes());
+    put_str(out, spec);
+    out.extend_from_slice(&spec_version.to_le_bytes());
+    put_str(out, component);
+    put_str(out, instance);
+    put_str(out, requirement);
+    out.push(severity as u8);
+    for c in counts {
+        out.extend_from_slice(&c.to_le_bytes());
+    }
+    out.extend_from_slice(&partition.to_le_bytes());
+    out.extend_from_slice(&offsets.to_le_bytes());
+}
+
+fn row_size(key: &Key<'_>) -> usize {
+    key.1.len() + key.3.len() + key.4.len() + key.5.len() + 80
+}
+
+/// Collects one insert's rollup rows.
+struct Pending<'a> {
+    sums: HashMap<Key<'a>, [u64; 4]>,
+    bytes: usize,
+}
+
+impl<'a> Pending<'a> {
+    fn new() -> Self {
+        Pending { sums: HashMap::new(), bytes: 0 }
+    }
+
+    fn add(&mut self, c: Contribution<'a>) {
+        let key = (c.minute, c.spec, c.spec_version, c.component, c.instance, c.requirement, c.severity);
+        let size = row_size(&key);
+        let counts = self.sums.entry(key).or_insert_with(|| {
+            self.bytes += size;
+            [0; 4]
+        });
+        counts[c.outcome] = counts[c.outcome].saturating_add(c.count);
+    }
+
+    fn finish(self, partition: i32, from: i64, next: i64) -> RollupInsert {
+        let mut body = Vec::with_capacity(self.bytes + 80);
+        for (key, counts) in &self.sums {
+            put_row(&mut body, key, counts, -1, 0);
+        }
+        let progress: Key<'_> = (0, "", 0, "", "", "", 1);
+        put_row(&mut body, &progress, &[0; 4], partition, u64::try_from(next - from).unwrap_or(0));
+        RollupInsert { partition, next, body: body.into() }
+    }
+}
+
+/// The rollup inserts for `batch`, given each partition's mark (`marks`, which must hold
+/// every partition of the batch): rows at or past the mark are rolled up, in inserts of at
+/// most [`MAX_INSERT_BYTES`]; the last insert of a partition moves its mark past the
+/// batch's end (its dead letters included).
+pub fn inserts<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>) -> Vec<RollupInsert> {
+    let mut by_partition: BTreeMap<i32, Vec<&R>> = BTreeMap::new();
+    for row in &batch.rows {
+        by_partition.entry(row.source().partition).or_default().push(row);
+    }
+    let mut out = Vec::new();
+    for (&partition, &(_, last)) in &batch.offsets {
+        let mut mark = marks.get(&partition).copied().unwrap_or(0);
+        if last < mark {
+            continue;
+        }
+        let mut pending = Pending::new();
+        for row in by_partition.get(&partition).into_iter().flatten() {
+            let offset = row.source().offset;
+            if offset < mark {
+                continue;
+            }
+            if let Some(c) = row.contribution() {
+                pending.add(c);
+            }
+            if pending.bytes >= MAX_INSERT_BYTES - 64 * 1024 * 4 {
+                let full = std::mem::replace(&mut pending, Pending::new());
+                out.push(full.finish(partition, mark, offset + 1));
+                mark = offset + 1;
+            }
+        }
+        if last >= mark {
+            out.push(pending.finish(partition, mark, last + 1));
+        }
+    }
+    out
+}
+
+/// Reads every partition's rollup mark from ClickHouse (absent: nothing rolled up yet).
+pub async fn marks(client: &clickhouse::Client) -> Result<HashMap<i32, i64>, clickhouse::error::Error> {
+    let rows: Vec<(i32, u64)> = client
+        .query(&format!("SELECT kafka_partition, sum(kafka_offsets) FROM {TABLE} WHERE spec = '' GROUP BY kafka_partition"))
+        .fetch_all()
+        .await?;
+    Ok(rows.into_iter().map(|(p, n)| (p, i64::try_from(n).unwrap_or(i64::MAX))).collect())
+}
+
+/// Sends one rollup insert as a single compressed block.
+pub async fn write(client: &clickhouse::Client, insert: &RollupInsert) -> Result<(), clickhouse::error::Error> {
+    let mut request = client
+        .insert_formatted_with(format!("INSERT INTO {TABLE} ({COLUMNS}) FORMAT RowBinary"))
+        .with_timeouts(Some(crate::flush::SEND_TIMEOUT), Some(crate::flush::END_TIMEOUT));
+    request.send(insert.body.clone()).await?;
+    request.end().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Source;
+
+    #[derive(Debug, clickhouse::Row, serde::Serialize)]
+    struct Fake {
+        partition: i32,
+        offset: i64,
+        minute: u32,
+    }
+
+    impl SourcedRow for Fake {
+        const TABLE: &'static str = "fake";
+        fn source(&self) -> Source {
+            Source { partition: self.partition, offset: self.offset }
+        }
+        fn contribution(&self) -> Option<Contribution<'_>> {
+            Some(Contribution {
+                minute: self.minute,
+                spec: "s",
+                spec_version: 1,
+                component: "c",
+                instance: "i",
+                requirement: "r",
+                severity: 2,
+                outcome: 0,
+                count: 1,
+            })
+        }
+    }
+
+    fn batch(rows: &[(i32, i64, u32)]) -> Batch<Fake> {
+        let mut b = Batch::new("t".into());
+        for &(p, o, m) in rows {
+            b.push(Fake { partition: p, offset: o, minute: m });
+        }
+        b
+    }
+
+    fn progress(insert: &RollupInsert) -> u64 {
+        let tail = &insert.body[insert.body.len() - 8..];
+        u64::from_le_bytes(tail.try_into().unwrap())
+    }
+
+    #[test]
+    fn rows_below_the_mark_are_not_rolled_up_again_and_the_mark_moves_past_the_batch() {
+        let b = batch(&[(0, 10, 60), (0, 11, 60), (0, 12, 120), (1, 5, 60)]);
+        let marks = HashMap::from([(0, 11), (1, 0)]);
+        let inserts = inserts(&b, &marks);
+        assert_eq!(inserts.len(), 2);
+        // Partition 0: offsets 11 and 12, two minutes, mark 11 → 13.
+        let p0 = &inserts[0];
+        assert_eq!((p0.partition, p0.next, progress(p0)), (0, 13, 2));
+        // Partition 1: from 0 to 6 (nothing stored before offset 5 was ever seen).
+        assert_eq!((inserts[1].partition, inserts[1].next, progress(&inserts[1])), (1, 6, 6));
+    }
+
+    #[test]
+    fn a_batch_wholly_below_the_mark_writes_nothing() {
+        let b = batch(&[(0, 3, 60)]);
+        assert!(inserts(&b, &HashMap::from([(0, 4)])).is_empty());
+    }
+
+    #[test]
+    fn identical_keys_are_summed_into_one_row() {
+        let b = batch(&[(0, 0, 60), (0, 1, 60), (0, 2, 60)]);
+        let one = inserts(&b, &HashMap::new());
+        let single_row = 4 + 2 + 8 + 2 + 2 + 2 + 1 + 32 + 4 + 8;
+        let progress_row = 4 + 1 + 8 + 1 + 1 + 1 + 1 + 32 + 4 + 8;
+        assert_eq!(one[0].body.len(), single_row + progress_row);
+        let counts = &one[0].body[4 + 2 + 8 + 2 + 2 + 2 + 1..][..8];
+        assert_eq!(u64::from_le_bytes(counts.try_into().unwrap()), 3);
+    }
+
+    #[test]
+    fn strings_are_length_prefixed_with_a_varint() {
+        let mut out = Vec::new();
+        put_str(&mut out, &"x".repeat(300));
+        assert_eq!(&out[..2], &[0xac, 0x02]);
+        assert_eq!(out.len(), 302);
+    }
+}
