@@ -1,31 +1,20 @@
-//! specaudit-reporter: compliance, coverage and version skew from ClickHouse, rendered as
-//! JSON, CSV, Markdown or HTML.
+//! specaudit-reporter: compliance, coverage and version skew from ClickHouse (DESIGN.md
+//! section 8), as JSON, CSV, Markdown or HTML on the command line and from a web server
+//! with a server-rendered UI, bearer-token access control and a spec-editing API.
+//!
+//! Reports read the per-minute rollup with bound parameters only; the raw table is read
+//! for failure messages alone. Spec edits go through the producer's `publish`, the same
+//! code as `specctl`, with the authenticated principal as author.
 
+pub mod assemble;
+pub mod chart;
+pub mod config;
+pub mod diff;
+pub mod html;
+pub mod http;
 pub mod query;
 pub mod render;
 pub mod report;
+pub mod scope;
 
-use serde::Deserialize;
-use specaudit_core::config::{ClickHouseConfig, TelemetryConfig};
-
-/// Everything `specaudit-reporter` reads from its config file.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ReporterConfig {
-    #[serde(default)]
-    pub clickhouse: ClickHouseConfig,
-    #[serde(default)]
-    pub telemetry: TelemetryConfig,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_documented_example_config_loads() {
-        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/reporter.toml"));
-        let config: ReporterConfig = specaudit_core::config::load_with_env(Some(path), Vec::new()).unwrap();
-        assert_eq!(config.clickhouse.database, "specaudit");
-    }
-}
+pub use config::ReporterConfig;

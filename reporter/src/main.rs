@@ -1,12 +1,13 @@
-//! `specaudit-reporter`: compliance reports from ClickHouse.
+//! `specaudit-reporter`: compliance reports from ClickHouse on the command line (`report`)
+//! or as a web UI and API (`serve`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use specaudit_reporter::query::{report, Scope};
+use specaudit_reporter::assemble::{report, Options};
 use specaudit_reporter::render::{render, Format};
+use specaudit_reporter::scope::Filters;
 use specaudit_reporter::ReporterConfig;
 
 #[derive(Parser)]
@@ -26,12 +27,26 @@ enum Command {
         /// One spec; every spec when left out.
         #[arg(long)]
         spec: Option<String>,
-        /// How far back the report looks, e.g. 15m, 1h, 7d.
-        #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
-        since: Duration,
+        /// A component subtree, e.g. `frontend` (itself and every path below it).
+        #[arg(long)]
+        component: Option<String>,
+        /// How far back the report looks, e.g. 15m, 1h, 7d (default: report.default_range).
+        #[arg(long)]
+        since: Option<String>,
+        /// Start of the range: RFC 3339 time or milliseconds since the epoch; wins over --since.
+        #[arg(long)]
+        from: Option<String>,
+        /// End of the range (default: now).
+        #[arg(long)]
+        to: Option<String>,
+        /// Only these severities, comma separated: critical,major,minor,info.
+        #[arg(long)]
+        severity: Option<String>,
         #[arg(long, value_enum, default_value_t = Format::Markdown)]
         format: Format,
     },
+    /// Serve the web UI, the JSON/CSV API and spec edits on server.listen.
+    Serve,
 }
 
 #[tokio::main]
@@ -45,18 +60,58 @@ async fn main() -> ExitCode {
         }
     };
     specaudit_core::telemetry::init_tracing(&config.telemetry);
+    let serving = matches!(cli.command, Command::Serve);
+    if let Err(problem) = config.validate(serving) {
+        eprintln!("specaudit-reporter: invalid configuration: {problem}");
+        return ExitCode::from(2);
+    }
     match cli.command {
-        Command::Report { spec, since, format } => {
-            let now = specaudit_core::record::now_ms() as u64;
-            let scope = Scope { spec, from_ms: now.saturating_sub(since.as_millis() as u64), to_ms: now };
+        Command::Report { spec, component, since, from, to, severity, format } => {
+            let filters = Filters { spec, component, since, from, to, severity };
+            let now = specaudit_core::record::now_ms().max(0) as u64;
+            let scope = match filters.scope(now, config.report.default_range) {
+                Ok(scope) => scope,
+                Err(error) => {
+                    eprintln!("specaudit-reporter: {error}");
+                    return ExitCode::from(2);
+                }
+            };
             let client = specaudit_core::clickhouse::client(&config.clickhouse);
-            match report(&client, &scope).await {
+            let options = Options { silent_after: config.report.silent_after, buckets: config.report.buckets, ..Options::default() };
+            match report(&client, &scope, &options).await {
                 Ok(report) => {
                     print!("{}", render(&report, format));
                     ExitCode::SUCCESS
                 }
                 Err(error) => {
-                    eprintln!("specaudit-reporter: {error:#}");
+                    eprintln!("specaudit-reporter: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Serve => {
+            let shutdown = specaudit_core::telemetry::shutdown_on_signal();
+            let health = specaudit_core::telemetry::Health::default();
+            health.set(true);
+            let telemetry = {
+                let (config, shutdown) = (config.telemetry.clone(), shutdown.clone());
+                tokio::spawn(async move { specaudit_core::telemetry::serve(&config, health, shutdown).await })
+            };
+            let bound = match specaudit_reporter::http::bind(config).await {
+                Ok(bound) => bound,
+                Err(error) => {
+                    eprintln!("specaudit-reporter: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            eprintln!("specaudit-reporter: serving on http://{}/", bound.local_addr());
+            let result = bound.run(shutdown.clone()).await;
+            shutdown.cancel();
+            let _ = telemetry.await;
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("specaudit-reporter: {error}");
                     ExitCode::FAILURE
                 }
             }

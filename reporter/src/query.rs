@@ -1,23 +1,70 @@
-//! Reads what reports need from ClickHouse, with bound parameters only.
+//! Reads what reports need from ClickHouse. Every value from a user is a bound parameter
+//! (the clickhouse crate's `?`, which quotes and escapes); table names come from this file
+//! and the database from the validated config. Every statement runs on ClickHouse 18.16 and
+//! current releases: no Map, DateTime64, window functions or `WITH FILL`.
 
 use std::collections::BTreeMap;
 
-use anyhow::Context;
-use specaudit_core::spec::Spec;
+use clickhouse::query::Query;
+use serde::Deserialize;
 
-use crate::report::{cells, Observed, Report, SpecReport, Summary};
+use crate::report::{AlarmRecord, Observed};
+use crate::scope::Scope;
 
-/// What to report on.
-#[derive(Debug, Clone)]
-pub struct Scope {
-    /// One spec, or every spec when None.
-    pub spec: Option<String>,
-    pub from_ms: u64,
-    pub to_ms: u64,
+/// Where the requirement × component counts come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// The per-minute rollup `assertions_minutely`: what reports use.
+    Rollup,
+    /// A scan of the raw `assertions` table: the baseline the benchmark compares against.
+    Raw,
 }
 
-#[derive(Debug, clickhouse::Row, serde::Deserialize)]
-struct RollupRow {
+/// Why ClickHouse could not answer.
+#[derive(Debug, thiserror::Error)]
+#[error("failed to read {what} from clickhouse: {source}")]
+pub struct QueryError {
+    pub what: &'static str,
+    #[source]
+    pub source: clickhouse::error::Error,
+}
+
+fn err(what: &'static str) -> impl FnOnce(clickhouse::error::Error) -> QueryError {
+    move |source| QueryError { what, source }
+}
+
+/// `component` in the scope's subtree; binds three parameters.
+const SUBTREE: &str = "(? = '' OR component = ? OR position(component, ?) = 1)";
+
+fn bind_subtree(query: Query, scope: &Scope) -> Query {
+    let root = scope.component.as_deref().unwrap_or("");
+    let below = if root.is_empty() { String::new() } else { format!("{root}.") };
+    query.bind(root).bind(root).bind(below)
+}
+
+/// Seconds of the range for `toDateTime(?)`.
+fn seconds(scope: &Scope) -> (u64, u64) {
+    (scope.from_ms / 1000, scope.to_ms / 1000)
+}
+
+/// The latest version of each spec in scope, as (name, version, document); deleted specs
+/// are left out.
+pub async fn latest_specs(client: &clickhouse::Client, spec: Option<&str>) -> Result<Vec<(String, u64, String)>, QueryError> {
+    let rows: Vec<(String, u64, u8, String)> = client
+        .query(
+            "SELECT spec, max(version) AS v, argMax(deleted, version), argMax(document, version) \
+             FROM spec_versions WHERE (? = '' OR spec = ?) GROUP BY spec ORDER BY spec",
+        )
+        .bind(spec.unwrap_or(""))
+        .bind(spec.unwrap_or(""))
+        .fetch_all()
+        .await
+        .map_err(err("the latest spec versions"))?;
+    Ok(rows.into_iter().filter(|r| r.2 == 0).map(|(s, v, _, d)| (s, v, d)).collect())
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct CountRow {
     requirement: String,
     component: String,
     severity: String,
@@ -28,86 +75,209 @@ struct RollupRow {
     failing_instances: Vec<String>,
 }
 
-/// The latest version of each spec in scope, as (name, version, document).
-async fn latest_specs(client: &clickhouse::Client, spec: Option<&str>) -> anyhow::Result<Vec<(String, u64, String)>> {
-    let rows: Vec<(String, u64, u8, String)> = client
-        .query(
-            "SELECT spec, max(version) AS v, argMax(deleted, version), argMax(document, version) \
-             FROM spec_versions WHERE (? = '' OR spec = ?) GROUP BY spec ORDER BY spec",
-        )
-        .bind(spec.unwrap_or(""))
-        .bind(spec.unwrap_or(""))
-        .fetch_all()
-        .await
-        .context("failed to read spec_versions")?;
-    Ok(rows.into_iter().filter(|r| r.2 == 0).map(|(s, v, _, d)| (s, v, d)).collect())
-}
-
-async fn observed(client: &clickhouse::Client, spec: &str, scope: &Scope) -> anyhow::Result<BTreeMap<(String, String), Observed>> {
-    let (from, to) = (scope.from_ms / 1000, scope.to_ms / 1000);
-    let rows: Vec<RollupRow> = client
-        .query(
-            "SELECT requirement, component, toString(any(severity)), sum(passes), sum(failures), sum(errors), sum(skips), \
-             groupUniqArrayIf(instance, failures > 0) \
+/// Counts per (requirement, component) of one spec within the scope, with the last failure
+/// message of every failing cell.
+pub async fn observed(
+    client: &clickhouse::Client,
+    spec: &str,
+    scope: &Scope,
+    source: Source,
+) -> Result<BTreeMap<(String, String), Observed>, QueryError> {
+    let sql = match source {
+        Source::Rollup => format!(
+            "SELECT requirement, component, toString(any(severity)), sum(passes), sum(failures), sum(errors), \
+             sum(skips), groupUniqArrayIf(instance, failures > 0) \
              FROM assertions_minutely \
-             WHERE spec = ? AND minute >= toStartOfMinute(toDateTime(?)) AND minute <= toDateTime(?) \
-             GROUP BY requirement, component",
-        )
-        .bind(spec)
-        .bind(from)
-        .bind(to)
-        .fetch_all()
-        .await
-        .context("failed to read assertions_minutely")?;
-    let last_failures: Vec<(String, String, String)> = client
-        .query(
-            "SELECT requirement, component, argMax(message, ts_ms) FROM assertions \
-             WHERE spec = ? AND outcome = 'fail' AND ts >= toDateTime(?) AND ts <= toDateTime(?) \
-             GROUP BY requirement, component",
-        )
-        .bind(spec)
-        .bind(from)
-        .bind(to)
-        .fetch_all()
-        .await
-        .context("failed to read the last failures")?;
+             WHERE spec = ? AND minute >= toStartOfMinute(toDateTime(?)) AND minute <= toDateTime(?) AND {SUBTREE} \
+             GROUP BY requirement, component"
+        ),
+        Source::Raw => format!(
+            "SELECT requirement, component, toString(any(severity)), \
+             sum(if(outcome = 'pass', toUInt64(count), toUInt64(0))), sum(if(outcome = 'fail', toUInt64(count), toUInt64(0))), \
+             sum(if(outcome = 'error', toUInt64(count), toUInt64(0))), sum(if(outcome = 'skip', toUInt64(count), toUInt64(0))), \
+             groupUniqArrayIf(instance, outcome = 'fail') \
+             FROM assertions \
+             WHERE spec = ? AND ts >= toStartOfMinute(toDateTime(?)) AND toStartOfMinute(ts) <= toDateTime(?) AND {SUBTREE} \
+             GROUP BY requirement, component"
+        ),
+    };
+    let (from, to) = seconds(scope);
+    let query = client.query(&sql).bind(spec).bind(from).bind(to);
+    let rows: Vec<CountRow> = bind_subtree(query, scope).fetch_all().await.map_err(err("assertion counts"))?;
     let mut observed = BTreeMap::new();
+    let mut any_failure = false;
     for row in rows {
-        let RollupRow { requirement, component, severity, passes, failures, errors, skips, mut failing_instances } = row;
+        let CountRow { requirement, component, severity, passes, failures, errors, skips, mut failing_instances } = row;
         failing_instances.sort();
+        any_failure |= failures > 0;
         observed.insert(
             (requirement, component),
             Observed { severity, passes, failures, errors, skips, failing_instances, last_failure: String::new() },
         );
     }
-    for (requirement, component, message) in last_failures {
-        if let Some(o) = observed.get_mut(&(requirement, component)) {
-            o.last_failure = message;
+    if any_failure {
+        let sql = format!(
+            "SELECT requirement, component, argMax(message, ts_ms) FROM assertions \
+             WHERE spec = ? AND outcome = 'fail' AND ts >= toStartOfMinute(toDateTime(?)) \
+             AND toStartOfMinute(ts) <= toDateTime(?) AND {SUBTREE} GROUP BY requirement, component"
+        );
+        let query = client.query(&sql).bind(spec).bind(from).bind(to);
+        let last: Vec<(String, String, String)> =
+            bind_subtree(query, scope).fetch_all().await.map_err(err("the last failure messages"))?;
+        for (requirement, component, message) in last {
+            if let Some(o) = observed.get_mut(&(requirement, component)) {
+                o.last_failure = message;
+            }
         }
     }
     Ok(observed)
 }
 
-/// Builds the report for `scope`.
-pub async fn report(client: &clickhouse::Client, scope: &Scope) -> anyhow::Result<Report> {
-    let mut specs = Vec::new();
-    for (name, version, document) in latest_specs(client, scope.spec.as_deref()).await? {
-        let spec = match Spec::from_json(&document) {
-            Ok(spec) => spec,
-            Err(error) => {
-                tracing::warn!(spec = %name, version, %error, "stored spec does not parse, skipped");
-                continue;
-            }
-        };
-        let observed = observed(client, &name, scope).await?;
-        let cells = cells(&spec, &observed);
-        specs.push(SpecReport { spec: name, version, summary: Summary::of(&cells), cells });
-    }
-    if let Some(wanted) = &scope.spec {
-        if specs.is_empty() {
-            anyhow::bail!("spec {wanted} is not known to ClickHouse (has the ingester written spec-history?)");
-        }
-    }
-    let summary = Summary::of(specs.iter().flat_map(|s| &s.cells));
-    Ok(Report { from_ms: scope.from_ms, to_ms: scope.to_ms, summary, specs })
+/// Pass, fail and error counts per bucket of `step_s` seconds (a multiple of 60), for every
+/// spec in scope, split by severity so the caller can filter.
+pub async fn timeline(
+    client: &clickhouse::Client,
+    scope: &Scope,
+    step_s: u64,
+) -> Result<Vec<(u64, String, u64, u64, u64)>, QueryError> {
+    let sql = format!(
+        "SELECT toUInt64(intDiv(toUInt32(minute), ?) * ?) AS bucket, toString(severity), \
+         sum(passes), sum(failures), sum(errors) FROM assertions_minutely \
+         WHERE (? = '' OR spec = ?) AND minute >= toStartOfMinute(toDateTime(?)) AND minute <= toDateTime(?) \
+         AND {SUBTREE} GROUP BY bucket, severity ORDER BY bucket"
+    );
+    let (from, to) = seconds(scope);
+    let spec = scope.spec.as_deref().unwrap_or("");
+    let query = client.query(&sql).bind(step_s).bind(step_s).bind(spec).bind(spec).bind(from).bind(to);
+    bind_subtree(query, scope).fetch_all().await.map_err(err("the pass/fail timeline"))
+}
+
+/// The latest heartbeat of one agent.
+#[derive(Debug, Clone, clickhouse::Row, Deserialize)]
+pub struct AgentRow {
+    pub agent_id: String,
+    pub component: String,
+    pub instance: String,
+    pub last_seen_ms: u64,
+    pub started_at_ms: u64,
+    pub sdk_version: String,
+    pub spec_names: Vec<String>,
+    pub spec_versions: Vec<u64>,
+}
+
+/// Every agent's latest heartbeat, in the scope's subtree.
+pub async fn agents(client: &clickhouse::Client, scope: &Scope) -> Result<Vec<AgentRow>, QueryError> {
+    let rows: Vec<AgentRow> = client
+        .query(
+            "SELECT agent_id, argMax(component, ts_ms), argMax(instance, ts_ms), max(ts_ms), \
+             argMax(started_at_ms, ts_ms), argMax(sdk_version, ts_ms), argMax(spec_names, ts_ms), \
+             argMax(spec_versions, ts_ms) FROM agents GROUP BY agent_id ORDER BY agent_id",
+        )
+        .fetch_all()
+        .await
+        .map_err(err("agents"))?;
+    Ok(rows.into_iter().filter(|a| scope.contains_component(&a.component)).collect())
+}
+
+#[derive(Debug, clickhouse::Row, Deserialize)]
+struct AlarmRow {
+    ts_ms: u64,
+    fingerprint: String,
+    rule: String,
+    state: String,
+    severity: String,
+    spec: String,
+    component: String,
+    requirement: String,
+    summary: String,
+    value: f64,
+}
+
+/// Alarm transitions and waivers within the scope, newest first (at most `limit`).
+pub async fn alarms(client: &clickhouse::Client, scope: &Scope, limit: u64) -> Result<Vec<AlarmRecord>, QueryError> {
+    let sql = format!(
+        "SELECT ts_ms, fingerprint, rule, toString(state), toString(severity), spec, component, requirement, \
+         summary, value FROM alarms WHERE ts_ms >= ? AND ts_ms <= ? AND (? = '' OR spec = ?) AND {SUBTREE} \
+         ORDER BY ts_ms DESC LIMIT ?"
+    );
+    let spec = scope.spec.as_deref().unwrap_or("");
+    let query = client.query(&sql).bind(scope.from_ms).bind(scope.to_ms).bind(spec).bind(spec);
+    let rows: Vec<AlarmRow> = bind_subtree(query, scope).bind(limit).fetch_all().await.map_err(err("alarms"))?;
+    Ok(rows
+        .into_iter()
+        .filter(|a| scope.admits_severity(&a.severity))
+        .map(|a| AlarmRecord {
+            ts_ms: a.ts_ms,
+            fingerprint: a.fingerprint,
+            rule: a.rule,
+            state: a.state,
+            severity: a.severity,
+            spec: a.spec,
+            component: a.component,
+            requirement: a.requirement,
+            summary: a.summary,
+            value: a.value,
+        })
+        .collect())
+}
+
+/// One stored version of a spec.
+#[derive(Debug, Clone, clickhouse::Row, Deserialize)]
+pub struct VersionRow {
+    pub version: u64,
+    pub ts_ms: u64,
+    pub author: String,
+    pub comment: String,
+    pub deleted: u8,
+    pub document: String,
+}
+
+/// Every version of `spec`, oldest first.
+pub async fn versions(client: &clickhouse::Client, spec: &str) -> Result<Vec<VersionRow>, QueryError> {
+    client
+        .query(
+            "SELECT version, any(ts_ms), any(author), any(comment), any(deleted), any(document) \
+             FROM spec_versions WHERE spec = ? GROUP BY version ORDER BY version",
+        )
+        .bind(spec)
+        .fetch_all()
+        .await
+        .map_err(err("spec versions"))
+}
+
+/// A failed or unevaluable assertion.
+#[derive(Debug, Clone, clickhouse::Row, Deserialize, serde::Serialize)]
+pub struct FailureRow {
+    pub ts_ms: u64,
+    pub component: String,
+    pub instance: String,
+    pub requirement: String,
+    pub task: String,
+    pub outcome: String,
+    pub message: String,
+}
+
+/// The newest failures and errors of `spec` in scope, optionally of one requirement.
+pub async fn recent_failures(
+    client: &clickhouse::Client,
+    spec: &str,
+    requirement: Option<&str>,
+    scope: &Scope,
+    limit: u64,
+) -> Result<Vec<FailureRow>, QueryError> {
+    let sql = format!(
+        "SELECT ts_ms, component, instance, requirement, task, toString(outcome), message FROM assertions \
+         WHERE spec = ? AND outcome IN ('fail', 'error') AND ts_ms >= ? AND ts_ms <= ? AND {SUBTREE} \
+         AND (? = '' OR requirement = ?) ORDER BY ts_ms DESC LIMIT ?"
+    );
+    let query = client.query(&sql).bind(spec).bind(scope.from_ms).bind(scope.to_ms);
+    let requirement = requirement.unwrap_or("");
+    let rows: Vec<FailureRow> = bind_subtree(query, scope)
+        .bind(requirement)
+        .bind(requirement)
+        .bind(limit)
+        .fetch_all()
+        .await
+        .map_err(err("recent failures"))?;
+    Ok(rows)
 }

@@ -5,7 +5,8 @@ use std::fmt::Write as _;
 use crate::report::{Report, Status};
 
 /// Output formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Format {
     Json,
     Csv,
@@ -13,17 +14,18 @@ pub enum Format {
     Html,
 }
 
+/// The report in `format`.
 pub fn render(report: &Report, format: Format) -> String {
     match format {
         Format::Json => serde_json::to_string_pretty(report).unwrap_or_default() + "\n",
         Format::Csv => csv(report),
         Format::Markdown => markdown(report),
-        Format::Html => html(report),
+        Format::Html => crate::html::report_page(report),
     }
 }
 
 /// RFC 4180 quoting.
-fn csv_field(value: &str) -> String {
+pub fn csv_field(value: &str) -> String {
     if value.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", value.replace('"', "\"\""))
     } else {
@@ -31,10 +33,12 @@ fn csv_field(value: &str) -> String {
     }
 }
 
+/// The CSV columns; new columns are only ever appended.
+pub const CSV_HEADER: &str =
+    "spec,version,requirement,component,severity,status,passes,failures,errors,skips,failure_ratio,failing_instances,last_failure,component_type\n";
+
 fn csv(report: &Report) -> String {
-    let mut out = String::from(
-        "spec,version,requirement,component,severity,status,passes,failures,errors,skips,failure_ratio,failing_instances,last_failure\n",
-    );
+    let mut out = String::from(CSV_HEADER);
     for spec in &report.specs {
         for c in &spec.cells {
             let fields = [
@@ -51,6 +55,7 @@ fn csv(report: &Report) -> String {
                 format!("{:.4}", c.failure_ratio),
                 c.failing_instances.join(" "),
                 c.last_failure.clone(),
+                c.component_type.clone(),
             ];
             let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
             out.push_str(&line.join(","));
@@ -66,23 +71,73 @@ fn md_escape(text: &str) -> String {
 
 fn markdown(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "# Compliance report\n\nOverall: {:.1}% compliant ({} compliant, {} failing, {} error, {} unknown)\n",
-        report.summary.compliance_pct, report.summary.compliant, report.summary.failing, report.summary.error, report.summary.unknown);
+    let s = &report.summary;
+    let _ = writeln!(out, "# Compliance report\n\n{} to {}{}\n", crate::html::time(report.from_ms), crate::html::time(report.to_ms), scope_note(report));
+    let _ = writeln!(out, "Overall: {:.1}% compliant ({} compliant, {} failing, {} error, {} unknown)\n",
+        s.compliance_pct, s.compliant, s.failing, s.error, s.unknown);
     for spec in &report.specs {
         let _ = writeln!(out, "## {} (version {}): {:.1}% compliant\n", spec.spec, spec.version, spec.summary.compliance_pct);
-        let _ = writeln!(out, "| requirement | component | severity | status | passes | failures | errors | failing instances | last failure |");
-        let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|---|---|");
+        let _ = writeln!(out, "| requirement | component | severity | status | passes | failures | errors | failure ratio | failing instances | last failure |");
+        let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|---:|---|---|");
         for c in &spec.cells {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} | {} | {} |", c.requirement, c.component, c.severity,
-                c.status.as_str(), c.passes, c.failures, c.errors, md_escape(&c.failing_instances.join(", ")), md_escape(&c.last_failure));
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} |", c.requirement, c.component, c.severity,
+                c.status.as_str(), c.passes, c.failures, c.errors, c.failure_ratio, md_escape(&c.failing_instances.join(", ")), md_escape(&c.last_failure));
+        }
+        let _ = writeln!(out, "\n### Compliance by component type\n\n| component type | compliance | compliant | failing | error | unknown |\n|---|---:|---:|---:|---:|---:|");
+        for g in &spec.component_types {
+            let _ = writeln!(out, "| {} | {:.1}% | {} | {} | {} | {} |", g.name, g.summary.compliance_pct, g.summary.compliant, g.summary.failing, g.summary.error, g.summary.unknown);
+        }
+        let _ = writeln!(out, "\n### Compliance by component\n\n| component | compliance | compliant | failing | error | unknown |\n|---|---:|---:|---:|---:|---:|");
+        for g in &spec.components {
+            let _ = writeln!(out, "| {} | {:.1}% | {} | {} | {} | {} |", g.name, g.summary.compliance_pct, g.summary.compliant, g.summary.failing, g.summary.error, g.summary.unknown);
+        }
+        let c = &spec.coverage;
+        let list = |items: &[String]| if items.is_empty() { "none".to_owned() } else { md_escape(&items.join(", ")) };
+        let _ = writeln!(out, "\n### Coverage\n\n- components with nothing reported: {}\n- requirements with nothing reported: {}\n- silent agents: {}\n- agents on a stale spec version: {}",
+            list(&c.unreported_components), list(&c.unreported_requirements), list(&c.silent_agents), list(&c.stale_agents));
+        if !spec.history.is_empty() {
+            let _ = writeln!(out, "\n### Versions published in the range\n");
+            for h in &spec.history {
+                let changes: Vec<String> = h.changes.iter().map(|c| format!("{} {}", c.kind, c.target)).collect();
+                let _ = writeln!(out, "- version {} by {} at {}: {} ({})", h.version, md_escape(&h.author), crate::html::time(h.ts_ms),
+                    md_escape(&h.comment), md_escape(&changes.join("; ")));
+            }
+        }
+        out.push('\n');
+    }
+    if !report.alarms.is_empty() {
+        let _ = writeln!(out, "## Alarms and waivers\n\n| time | state | severity | spec | component | requirement | summary |\n|---|---|---|---|---|---|---|");
+        for a in &report.alarms {
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} |", crate::html::time(a.ts_ms), a.state, a.severity, md_escape(&a.spec),
+                md_escape(&a.component), md_escape(&a.requirement), md_escape(&a.summary));
+        }
+        out.push('\n');
+    }
+    if !report.agents.is_empty() {
+        let _ = writeln!(out, "## Agents\n\n| agent | component | instance | specs | last seen | state |\n|---|---|---|---|---|---|");
+        for a in &report.agents {
+            let specs: Vec<String> = a.specs.iter().map(|s| format!("{}@{}", s.spec, s.version)).collect();
+            let state = if a.silent { "silent" } else if !a.stale_specs.is_empty() { "stale version" } else { "ok" };
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", md_escape(&a.agent_id), md_escape(&a.component), md_escape(&a.instance),
+                md_escape(&specs.join(", ")), crate::html::time(a.last_seen_ms), state);
         }
         out.push('\n');
     }
     out
 }
 
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+fn scope_note(report: &Report) -> String {
+    let mut parts = Vec::new();
+    if let Some(spec) = &report.scope.spec {
+        parts.push(format!("spec {spec}"));
+    }
+    if let Some(component) = &report.scope.component {
+        parts.push(format!("components under {component}"));
+    }
+    if !report.scope.severities.is_empty() {
+        parts.push(format!("severity {}", report.scope.severities.join(", ")));
+    }
+    if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }
 }
 
 /// The colour of a status: green compliant, red failing, amber error, grey unknown.
@@ -95,31 +150,16 @@ pub fn colour(status: Status) -> &'static str {
     }
 }
 
-fn html(report: &Report) -> String {
-    let mut out = String::from("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>specaudit compliance</title>\n<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ddd;padding:4px 8px}.status{color:#fff;font-weight:bold}</style></head><body>\n");
-    let _ = writeln!(out, "<h1>Compliance: {:.1}%</h1>", report.summary.compliance_pct);
-    for spec in &report.specs {
-        let _ = writeln!(out, "<h2>{} <small>version {}</small>: {:.1}%</h2>", html_escape(&spec.spec), spec.version, spec.summary.compliance_pct);
-        out.push_str("<table><tr><th>requirement</th><th>component</th><th>severity</th><th>status</th><th>passes</th><th>failures</th><th>errors</th><th>last failure</th></tr>\n");
-        for c in &spec.cells {
-            let _ = writeln!(out, "<tr data-status=\"{s}\"><td>{}</td><td>{}</td><td>{}</td><td class=\"status\" style=\"background:{}\">{s}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                html_escape(&c.requirement), html_escape(&c.component), html_escape(&c.severity), colour(c.status), c.passes, c.failures, c.errors, html_escape(&c.last_failure), s = c.status.as_str());
-        }
-        out.push_str("</table>\n");
-    }
-    out.push_str("</body></html>\n");
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::{Cell, SpecReport, Summary};
+    use crate::report::{Cell, Coverage, ScopeEcho, SpecReport, Summary};
 
-    fn report() -> Report {
+    pub(crate) fn report() -> Report {
         let cell = Cell {
             requirement: "a/r".into(),
             component: "a".into(),
+            component_type: "a".into(),
             severity: "major".into(),
             status: Status::Failing,
             passes: 3,
@@ -127,15 +167,29 @@ mod tests {
             errors: 0,
             skips: 0,
             failure_ratio: 0.25,
-            last_failure: "x, \"quoted\"\nnext".into(),
+            last_failure: "x, \"quoted\"\nnext <b>".into(),
             failing_instances: vec!["i1".into()],
         };
         let cells = vec![cell];
         Report {
             from_ms: 0,
             to_ms: 1,
+            scope: ScopeEcho { spec: None, component: None, severities: vec![] },
             summary: Summary::of(&cells),
-            specs: vec![SpecReport { spec: "s".into(), version: 2, summary: Summary::of(&cells), cells }],
+            specs: vec![SpecReport {
+                spec: "s".into(),
+                version: 2,
+                summary: Summary::of(&cells),
+                components: crate::report::group_by(&cells, |c| &c.component),
+                component_types: crate::report::group_by(&cells, |c| &c.component_type),
+                coverage: Coverage::default(),
+                history: vec![],
+                cells,
+            }],
+            agents: vec![],
+            alarms: vec![],
+            bucket_ms: 60_000,
+            timeline: vec![],
         }
     }
 
@@ -143,25 +197,44 @@ mod tests {
     fn csv_has_a_stable_header_and_quotes_fields() {
         let text = render(&report(), Format::Csv);
         let mut lines = text.lines();
-        assert_eq!(lines.next().unwrap(), "spec,version,requirement,component,severity,status,passes,failures,errors,skips,failure_ratio,failing_instances,last_failure");
-        assert!(text.contains("s,2,a/r,a,major,failing,3,1,0,0,0.2500,i1,\"x, \"\"quoted\"\"\nnext\""), "{text}");
+        assert_eq!(
+            lines.next().unwrap(),
+            "spec,version,requirement,component,severity,status,passes,failures,errors,skips,failure_ratio,failing_instances,last_failure,component_type"
+        );
+        assert!(text.contains("s,2,a/r,a,major,failing,3,1,0,0,0.2500,i1,\"x, \"\"quoted\"\"\nnext <b>\",a\n"), "{text}");
     }
 
     #[test]
-    fn html_colours_follow_the_status() {
+    fn html_colours_follow_the_status_and_escape_text() {
         let text = render(&report(), Format::Html);
         assert!(text.contains("data-status=\"failing\""));
         assert!(text.contains(colour(Status::Failing)));
-        assert!(text.contains("&quot;quoted&quot;"));
+        assert!(text.contains("&quot;quoted&quot;") && text.contains("&lt;b&gt;") && !text.contains("<b>"));
+    }
+
+    #[test]
+    fn markdown_has_every_section() {
+        let text = render(&report(), Format::Markdown);
+        for section in ["# Compliance report", "## s (version 2): 0.0% compliant", "### Compliance by component type", "### Coverage"] {
+            assert!(text.contains(section), "missing {section}: {text}");
+        }
     }
 
     #[test]
     fn json_has_the_documented_fields() {
         let value: serde_json::Value = serde_json::from_str(&render(&report(), Format::Json)).unwrap();
         let cell = &value["specs"][0]["cells"][0];
-        for field in ["requirement", "component", "severity", "status", "passes", "failures", "errors", "failure_ratio", "last_failure", "failing_instances"] {
-            assert!(cell.get(field).is_some(), "missing {field}");
-        }
+        let fields: Vec<&str> = cell.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            fields,
+            ["component", "component_type", "errors", "failing_instances", "failure_ratio", "failures", "last_failure", "passes", "requirement", "severity", "skips", "status"]
+        );
+        let top: Vec<&str> = value.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(top, ["agents", "alarms", "bucket_ms", "from_ms", "scope", "specs", "summary", "timeline", "to_ms"]);
+        let spec: Vec<&str> = value["specs"][0].as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(spec, ["cells", "component_types", "components", "coverage", "history", "spec", "summary", "version"]);
         assert_eq!(value["summary"]["failing"], 1);
+        assert_eq!(value["specs"][0]["component_types"][0]["name"], "a");
+        assert_eq!(value["specs"][0]["component_types"][0]["compliance_pct"], 0.0);
     }
 }

@@ -10,7 +10,8 @@ use specaudit_core::spec::Spec;
 use specaudit_ingester::config::{IngestConfig, IngesterConfig};
 use specaudit_producer::agent::{Agent, AgentConfig};
 use specaudit_producer::publish::{publish, Change, Meta};
-use specaudit_reporter::query::{report, Scope};
+use specaudit_reporter::assemble::{report, Options};
+use specaudit_reporter::scope::Scope;
 use specaudit_reporter::report::Status;
 use specaudit_tests::TestEnv;
 use tokio_util::sync::CancellationToken;
@@ -59,11 +60,17 @@ async fn spec_to_agent_to_clickhouse_to_report() {
 
     // 4. The report shows one requirement compliant, one failing, the rest unknown.
     let client = env.client();
-    let scope = |now: u64| Scope { spec: Some("compute-service".into()), from_ms: now - 3_600_000, to_ms: now + 60_000 };
+    let scope = |now: u64| Scope {
+        spec: Some("compute-service".into()),
+        component: None,
+        from_ms: now - 3_600_000,
+        to_ms: now + 60_000,
+        severities: Vec::new(),
+    };
     let deadline = Instant::now() + Duration::from_secs(60);
     let report = loop {
         let now = specaudit_core::record::now_ms() as u64;
-        if let Ok(report) = report(&client, &scope(now)).await {
+        if let Ok(report) = report(&client, &scope(now), &Options::default()).await {
             let cells = &report.specs[0].cells;
             if cells.iter().filter(|c| c.status != Status::Unknown).count() == 2 {
                 break report;
