@@ -193,6 +193,12 @@ impl Engine {
                     Err(error) => skipped.push(error),
                 }
             }
+            // Groups of a policy that changed start afresh under the new rule.
+            if let Some(old) = self.spec_rules.get(&name) {
+                let changed: HashSet<&str> =
+                    old.iter().filter(|o| !rules.iter().any(|n| n == *o)).map(|o| o.id.as_str()).collect();
+                self.groups.retain(|_, g| !changed.contains(g.rule.id.as_str()));
+            }
             self.spec_rules.insert(name, rules);
         }
         skipped

@@ -1,11 +1,90 @@
-//! specaudit-alarmer (work in progress)
+//! specaudit-alarmer: threshold windows over the live assertion and heartbeat streams,
+//! notifying on-call by signed webhook and Alertmanager (DESIGN.md section 7).
+//!
+//! Layout: [`rules`] (what to watch, from the config and from specs), [`selector`] and
+//! [`glob`] (matching), [`window`] (sliding counts), [`conditions`] (when a group is in
+//! trouble), [`alarm`] (pending → firing → resolved, waived), [`engine`] (all of it over
+//! explicit time: no clock, no I/O), [`replay`] and [`pipeline`] (Kafka), [`notify`]
+//! (payloads, HMAC, retries, the ordered dispatcher), [`waivers`], [`routes`], [`config`].
+//!
+//! # Why a restart neither repeats nor loses a notification
+//!
+//! - **The alarm log is the memory.** Each transition is an `AlarmEvent` on the alarms
+//!   topic, keyed by fingerprint (rule + group values). At start the alarmer reads the
+//!   topic to its end and takes the latest event of every fingerprint: pending, firing
+//!   (and notified) or waived.
+//! - **Log after delivery.** A transition's event is written only once its receivers have
+//!   taken the notice (or it was given up, or refused for good). So "firing" in the log
+//!   means on-call was told: after a restart that alarm is not notified again. A crash
+//!   before the event is written leaves no trace; the next start finds the condition
+//!   true in the rebuilt window and notifies then: late, never lost. The one window for
+//!   a duplicate is a crash between the receiver's answer and Kafka's ack of the event
+//!   (milliseconds); the payload carries the fingerprint (`groupKey`) and the same
+//!   `startsAt`, and Alertmanager deduplicates by labels, so receivers can tell.
+//! - **Windows are rebuilt from the topics, not from a checkpoint.** On every partition
+//!   assignment (start or rebalance) the partition is read again from `now − lookback`
+//!   (offsetsForTimes; lookback = the longest window, silence or agent timeout), and no
+//!   evaluation runs until every assigned partition reached the end it had at
+//!   assignment. The evaluator is a pure function of the records and the time, so the
+//!   replay rebuilds the state a running alarmer would have. Offsets are never
+//!   committed. A recovered alarm whose condition no longer holds is resolved (and
+//!   on-call told), one that still holds stays firing silently, with repeats due on the
+//!   same schedule as before.
+//!
+//! # Scaling out
+//!
+//! Copies with one `group_id` share the assertion and heartbeat partitions; each reads
+//! every spec. Assertions are keyed by component/instance, so a rule grouped by
+//! `instance` is exact across copies. A rule grouping several instances sees, in each
+//! copy, only the instances of its partitions: run one copy for such rules (the default
+//! deployment; one copy evaluates well over 10,000 assertions/s, see BENCHMARKS.md), or
+//! group them by instance.
+
 pub mod alarm;
 pub mod conditions;
+pub mod config;
 pub mod engine;
 pub mod glob;
 pub mod notify;
+pub mod pipeline;
+pub mod replay;
 pub mod routes;
 pub mod rules;
 pub mod selector;
 pub mod waivers;
 pub mod window;
+
+pub use config::AlarmerConfig;
+
+use specaudit_core::telemetry::{self, Health};
+use tokio_util::sync::CancellationToken;
+
+/// Why the alarmer did not run.
+#[derive(Debug, thiserror::Error)]
+pub enum AlarmerError {
+    #[error("invalid configuration: {0}")]
+    Config(#[from] config::PlanError),
+    #[error(transparent)]
+    Run(#[from] pipeline::RunError),
+}
+
+/// Runs the alarmer until `shutdown`: checks the config, serves `/metrics` and `/health`,
+/// recovers, replays, evaluates and notifies.
+pub async fn run(config: AlarmerConfig, shutdown: CancellationToken) -> Result<(), AlarmerError> {
+    let plan = config.plan()?;
+    let health = Health::default();
+    let server = tokio::spawn({
+        let telemetry = config.telemetry.clone();
+        let health = health.clone();
+        let shutdown = shutdown.clone();
+        async move { telemetry::serve(&telemetry, health, shutdown).await }
+    });
+    telemetry::install_metrics();
+    let result = pipeline::run(config, plan, health, shutdown.clone()).await;
+    shutdown.cancel();
+    match server.await {
+        Ok(Err(error)) => tracing::warn!(%error, "metrics endpoint failed"),
+        Ok(Ok(())) | Err(_) => {}
+    }
+    Ok(result?)
+}

@@ -1,0 +1,204 @@
+//! The live loop: consume, feed the evaluator, hand transitions to the dispatcher.
+//!
+//! One task owns the evaluator. Each assertion is evaluated for the groups it touched as
+//! soon as it arrives (the path that decides notification latency); a tick evaluates
+//! everything else that time alone changes (windows emptying, holds, silence, staleness,
+//! waivers expiring, repeats).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::error::KafkaError;
+use rdkafka::message::Message;
+use rdkafka::producer::FutureProducer;
+use rdkafka::{Offset, TopicPartitionList};
+use specaudit_core::codec::Codec;
+use specaudit_core::kafka::{client_config, read_to_end, Topics};
+use specaudit_core::record::{now_ms, AlarmEvent, Assertion, Heartbeat, SpecVersion};
+use specaudit_core::telemetry::Health;
+use tokio_util::sync::CancellationToken;
+
+use crate::alarm::Transition;
+use crate::config::{AlarmerConfig, Plan};
+use crate::engine::Engine;
+use crate::notify::dispatch::{AlarmLog, Dispatcher};
+use crate::replay::ReplayContext;
+
+/// Why the alarmer stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("kafka at {brokers}: {action}: {source}")]
+    Kafka { brokers: String, action: &'static str, source: KafkaError },
+    #[error("cannot build the http client: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("background task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+fn decode_all<T: specaudit_core::codec::Record + Send + 'static>(
+    config: &AlarmerConfig,
+    topic: String,
+) -> impl std::future::Future<Output = Result<Result<Vec<T>, KafkaError>, tokio::task::JoinError>> {
+    let kafka = config.kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let codec = Codec::<T>::new();
+        let mut out = Vec::new();
+        read_to_end(&kafka, &topic, START_TIMEOUT, |m| match codec.decode(m.payload().unwrap_or_default()) {
+            Ok(record) => out.push(record),
+            Err(error) => tracing::warn!(%topic, partition = m.partition(), offset = m.offset(), %error, "skipping undecodable record"),
+        })?;
+        Ok(out)
+    })
+}
+
+/// Runs until `shutdown`; `health` turns true once the windows are rebuilt.
+pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: CancellationToken) -> Result<(), RunError> {
+    let topics = Topics::new(&config.kafka.topic_prefix);
+    let kafka_err = |action: &'static str| {
+        let brokers = config.kafka.brokers.clone();
+        move |source: KafkaError| RunError::Kafka { brokers: brokers.clone(), action, source }
+    };
+    let mut engine = Engine::new(plan.engine);
+
+    // 1. What the specs expect and the policies they carry.
+    let now = now_ms();
+    let specs: Vec<SpecVersion> = decode_all(&config, topics.specs.clone()).await?.map_err(kafka_err("reading the specs topic"))?;
+    for version in &specs {
+        for skipped in engine.spec(version, now) {
+            tracing::warn!(%skipped, "skipping alarm policy of a spec");
+        }
+    }
+    // 2. Which alarms are pending, firing or waived, and what on-call was told.
+    let events: Vec<AlarmEvent> = decode_all(&config, topics.alarms.clone()).await?.map_err(kafka_err("reading the alarms topic"))?;
+    let recovered = events.len();
+    engine.recover(events, now_ms());
+    let (pending, firing, waived) = engine.alarm_counts();
+    tracing::info!(specs = specs.len(), events = recovered, pending, firing, waived, "alarm state recovered");
+
+    // 3. Windows: replay assertions and heartbeats from now − lookback, then live.
+    let lookback_ms = engine.lookback_ms().max(config.alarmer.min_lookback.as_millis() as i64);
+    let context = ReplayContext::new(lookback_ms);
+    let consumer: StreamConsumer<ReplayContext> = client_config(&config.kafka)
+        .set("group.id", &config.alarmer.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .set("auto.offset.reset", "earliest")
+        .set("fetch.wait.max.ms", "10")
+        .create_with_context(context.clone())
+        .map_err(kafka_err("creating the consumer"))?;
+    consumer
+        .subscribe(&[&topics.assertions, &topics.heartbeats])
+        .map_err(kafka_err("subscribing to assertions and heartbeats"))?;
+    // Every copy needs every spec: the specs topic is assigned whole, not shared.
+    let spec_consumer: StreamConsumer = client_config(&config.kafka)
+        .set("group.id", &config.alarmer.group_id)
+        .set("enable.auto.commit", "false")
+        .create()
+        .map_err(kafka_err("creating the specs consumer"))?;
+    let metadata = spec_consumer
+        .fetch_metadata(Some(&topics.specs), START_TIMEOUT)
+        .map_err(kafka_err("reading the specs topic metadata"))?;
+    let mut assignment = TopicPartitionList::new();
+    for partition in metadata.topics().iter().flat_map(|t| t.partitions()) {
+        let _ = assignment.add_partition_offset(&topics.specs, partition.id(), Offset::Beginning);
+    }
+    spec_consumer.assign(&assignment).map_err(kafka_err("assigning the specs topic"))?;
+
+    let producer: FutureProducer = client_config(&config.kafka)
+        .set("linger.ms", "0")
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(kafka_err("creating the producer"))?;
+    let log = AlarmLog { producer, topic: topics.alarms.clone(), codec: Arc::new(Codec::new()) };
+    let dispatcher = Dispatcher::start(plan.receivers, config.notify.clone(), log, config.alarmer.drain_timeout)?;
+
+    let assertions = Codec::<Assertion>::new();
+    let heartbeats = Codec::<Heartbeat>::new();
+    let spec_codec = Codec::<SpecVersion>::new();
+    let mut tick = tokio::time::interval(config.alarmer.tick);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut live = false;
+    tracing::info!(lookback_ms, group = %config.alarmer.group_id, "consuming");
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            message = consumer.recv() => {
+                let message = match message {
+                    Ok(m) => m,
+                    Err(error) => {
+                        tracing::warn!(%error, "consumer error");
+                        continue;
+                    }
+                };
+                let now = now_ms();
+                let payload = message.payload().unwrap_or_default();
+                if message.topic() == topics.assertions {
+                    match assertions.decode(payload) {
+                        Ok(a) => {
+                            metrics::gauge!("specaudit_alarmer_evaluation_lag_seconds").set((now - a.ts).max(0) as f64 / 1000.0);
+                            engine.assertion(&a, now);
+                        }
+                        Err(error) => skip(&message, &error),
+                    }
+                } else {
+                    match heartbeats.decode(payload) {
+                        Ok(hb) => engine.heartbeat(&hb),
+                        Err(error) => skip(&message, &error),
+                    }
+                }
+                context.consumed(message.topic(), message.partition(), message.offset());
+                if context.caught_up() {
+                    dispatch(&dispatcher, engine.evaluate_touched(now)).await;
+                }
+            }
+            message = spec_consumer.recv() => match message {
+                Ok(m) => match spec_codec.decode(m.payload().unwrap_or_default()) {
+                    Ok(version) => {
+                        for skipped in engine.spec(&version, now_ms()) {
+                            tracing::warn!(%skipped, "skipping alarm policy of a spec");
+                        }
+                    }
+                    Err(error) => skip(&m, &error),
+                },
+                Err(error) => tracing::warn!(%error, "specs consumer error"),
+            },
+            _ = tick.tick() => {
+                if !context.caught_up() {
+                    continue;
+                }
+                if !live {
+                    live = true;
+                    health.set(true);
+                    tracing::info!(groups = engine.group_count(), "windows rebuilt; evaluating live");
+                }
+                let now = now_ms();
+                dispatch(&dispatcher, engine.evaluate(now)).await;
+                let (pending, firing, waived) = engine.alarm_counts();
+                metrics::gauge!("specaudit_alarmer_alarms", "state" => "pending").set(pending as f64);
+                metrics::gauge!("specaudit_alarmer_alarms", "state" => "firing").set(firing as f64);
+                metrics::gauge!("specaudit_alarmer_alarms", "state" => "waived").set(waived as f64);
+                metrics::gauge!("specaudit_alarmer_groups").set(engine.group_count() as f64);
+            }
+        }
+    }
+    tracing::info!("stopping: no more intake, draining notifications");
+    health.set(false);
+    drop(consumer);
+    dispatcher.close().await;
+    Ok(())
+}
+
+fn skip(message: &rdkafka::message::BorrowedMessage<'_>, error: &specaudit_core::codec::DecodeError) {
+    metrics::counter!("specaudit_alarmer_undecodable_total", "reason" => error.kind()).increment(1);
+    tracing::warn!(topic = message.topic(), partition = message.partition(), offset = message.offset(), %error,
+        "skipping undecodable record (the ingester dead-letters it)");
+}
+
+async fn dispatch(dispatcher: &Dispatcher, transitions: Vec<Transition>) {
+    for transition in transitions {
+        dispatcher.send(transition).await;
+    }
+}

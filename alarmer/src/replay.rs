@@ -1,0 +1,127 @@
+//! Rebuilding windows after a start or a rebalance: every newly assigned partition is
+//! read again from `now − lookback` (found with offsetsForTimes), and evaluation waits
+//! until each has reached the end it had at assignment. Offsets are never committed:
+//! where to start is a matter of time, not of progress.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Default)]
+struct CatchUp {
+    /// An assignment was received at least once.
+    assigned: bool,
+    /// Partitions still replaying → the offset they must reach.
+    targets: HashMap<(String, i32), i64>,
+}
+
+/// Consumer context that seeks new partitions back in time and tracks the replay.
+#[derive(Debug, Clone)]
+pub struct ReplayContext {
+    lookback_ms: i64,
+    state: Arc<Mutex<CatchUp>>,
+}
+
+impl ReplayContext {
+    pub fn new(lookback_ms: i64) -> ReplayContext {
+        ReplayContext { lookback_ms, state: Arc::default() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, CatchUp> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a consumed record; true while its partition is still replaying.
+    pub fn consumed(&self, topic: &str, partition: i32, offset: i64) {
+        let mut state = self.lock();
+        let key = (topic.to_owned(), partition);
+        if state.targets.get(&key).is_some_and(|target| offset + 1 >= *target) {
+            state.targets.remove(&key);
+        }
+    }
+
+    /// Every assigned partition has been replayed to where it was at assignment.
+    pub fn caught_up(&self) -> bool {
+        let state = self.lock();
+        state.assigned && state.targets.is_empty()
+    }
+
+    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
+        let since = specaudit_core::record::now_ms() - self.lookback_ms;
+        let mut query = TopicPartitionList::new();
+        for e in tpl.elements() {
+            let _ = query.add_partition_offset(e.topic(), e.partition(), Offset::Offset(since));
+        }
+        let found = consumer.offsets_for_times(query, TIMEOUT);
+        let mut targets = Vec::new();
+        let partitions: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        for (topic, partition) in partitions {
+            let high = consumer.fetch_watermarks(&topic, partition, TIMEOUT).map(|(_, high)| high).ok();
+            let start = found
+                .as_ref()
+                .ok()
+                .and_then(|list| list.find_partition(&topic, partition))
+                .and_then(|p| match p.offset() {
+                    Offset::Offset(o) => Some(o),
+                    _ => None,
+                });
+            // No record at or after `since`: start at the end. Unknown: from the beginning.
+            let start = match (start, high) {
+                (Some(o), _) => Offset::Offset(o),
+                (None, Some(h)) if found.is_ok() => Offset::Offset(h),
+                _ => Offset::Beginning,
+            };
+            if let (Offset::Offset(s), Some(h)) = (start, high) {
+                if s < h {
+                    targets.push(((topic.clone(), partition), h));
+                }
+            } else if let (Offset::Beginning, Some(h)) = (start, high) {
+                if h > 0 {
+                    targets.push(((topic.clone(), partition), h));
+                }
+            }
+            tracing::info!(%topic, partition, ?start, ?high, "replaying partition");
+            let _ = tpl.set_partition_offset(&topic, partition, start);
+        }
+        let mut state = self.lock();
+        state.assigned = true;
+        state.targets.extend(targets);
+    }
+}
+
+impl ClientContext for ReplayContext {}
+
+impl ConsumerContext for ReplayContext {
+    fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
+        match err {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.assign(consumer, tpl);
+                if let Err(error) = consumer.assign(tpl) {
+                    tracing::error!(%error, "cannot take the assigned partitions");
+                }
+                tracing::info!(partitions = tpl.count(), "partitions assigned");
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                let mut state = self.lock();
+                for e in tpl.elements() {
+                    state.targets.remove(&(e.topic().to_owned(), e.partition()));
+                }
+                drop(state);
+                if let Err(error) = consumer.unassign() {
+                    tracing::warn!(%error, "cannot release the revoked partitions");
+                }
+                tracing::info!(partitions = tpl.count(), "partitions revoked");
+            }
+            other => {
+                tracing::warn!(error = ?other, "rebalance failed");
+                let _ = consumer.unassign();
+            }
+        }
+    }
+}
