@@ -14,59 +14,6 @@ use specaudit_reporter::report::{Report, Status};
 use specaudit_reporter::scope::{Filters, Scope};
 use specaudit_tests::TestEnv;
 
-pub const SHOP_V1: &str = "apiVersion: specaudit/v1\nspec: shop\nowners: [team-shop]\ncomponents:\n  web:\n    requirements:\n      tls: {severity: critical}\n      headers: {severity: minor}\n  web.cart:\n    requirements:\n      limit: {}\n  db:\n    requirements:\n      backup: {severity: minor}\n";
-pub const SHOP_V2: &str = "apiVersion: specaudit/v1\nspec: shop\nowners: [team-shop]\ncomponents:\n  web:\n    requirements:\n      tls: {severity: critical}\n      headers: {severity: minor}\n  web.cart:\n    requirements:\n      limit: {}\n  db:\n    requirements:\n      backup: {severity: critical}\n      encrypt: {}\n";
-
-fn row(ts_ms: u64, component: &'static str, instance: &'static str, requirement: &'static str, outcome: &'static str, count: u32, message: &'static str) -> Row {
-    let severity = match requirement {
-        "web/tls" | "db/backup" => "critical",
-        "web/headers" => "minor",
-        _ => "major",
-    };
-    Row { ts_ms, spec: "shop", spec_version: 2, component, instance, requirement, outcome, severity, count, message }
-}
-
-/// The crafted world: see each line's comment.
-pub async fn craft(env: &TestEnv, now: u64) {
-    let client = env.client();
-    migrate(env).await;
-    let recent = now - 10 * MINUTE;
-    let old = now - 3 * 60 * MINUTE;
-    insert_spec_version(&client, 1, now - 50 * MINUTE, "alice", "first", SHOP_V1).await;
-    insert_spec_version(&client, 2, now - 40 * MINUTE, "bob", "back up critically, encrypt", SHOP_V2).await;
-    insert_assertions(
-        &client,
-        &[
-            // web.cart inherits web/tls and passes it on both instances.
-            row(recent, "web.cart", "c1", "web/tls", "pass", 10, ""),
-            row(recent, "web.cart", "c2", "web/tls", "pass", 5, ""),
-            // web.cart/limit fails twice on c1 (the later message wins).
-            row(recent, "web.cart", "c1", "web.cart/limit", "pass", 8, ""),
-            row(recent, "web.cart", "c1", "web.cart/limit", "fail", 1, "limit 400 != 1000"),
-            row(recent + MINUTE, "web.cart", "c1", "web.cart/limit", "fail", 1, "limit 500 != 1000"),
-            row(recent, "web.cart", "c2", "web.cart/limit", "pass", 5, ""),
-            // web itself: tls could not be evaluated once, headers pass.
-            row(recent, "web", "w1", "web/tls", "pass", 3, ""),
-            row(recent, "web", "w1", "web/tls", "error", 1, "no fact tls_version"),
-            row(recent, "web", "w1", "web/headers", "pass", 4, ""),
-            // db only skipped encrypt: says nothing about compliance.
-            row(recent, "db", "d1", "db/encrypt", "skip", 9, ""),
-            // Three hours ago db failed its backup: outside a 1 h range, inside a 4 h one.
-            row(old, "db", "d1", "db/backup", "fail", 1, "no backup for 30 h"),
-            // Another spec's rows never leak in.
-            Row { spec: "other", ..row(recent, "web", "w1", "web/tls", "fail", 7, "other spec") },
-        ],
-    )
-    .await;
-    rebuild_rollup(&client).await;
-    // c1's agent still runs version 1; d1's agent went quiet 10 minutes ago.
-    insert_agent(&client, "agent-c1", now - 5_000, "web.cart", "c1", &[("shop", 1)]).await;
-    insert_agent(&client, "agent-d1", now - 10 * MINUTE, "db", "d1", &[("shop", 2)]).await;
-    insert_alarm(&client, "fp-limit", now - 9 * MINUTE, "firing", "major", "shop", "web.cart", "web.cart/limit").await;
-    insert_alarm(&client, "fp-backup", now - 8 * MINUTE, "waived", "critical", "shop", "db", "db/backup").await;
-    insert_alarm(&client, "fp-old", now - 5 * 60 * MINUTE, "resolved", "critical", "shop", "db", "db/backup").await;
-}
-
 fn scope(now: u64, since: &str, component: Option<&str>, severity: Option<&str>) -> Scope {
     Filters {
         spec: Some("shop".into()),
