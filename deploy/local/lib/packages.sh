@@ -2,7 +2,8 @@
 # Debian packages of the local stack. The packages' own system services are never used:
 # the stack runs the binaries itself with configs in the state folder.
 
-DEB_PACKAGES=(clickhouse-server clickhouse-client prometheus-alertmanager kcat)
+# chromium and chromium-driver: the reporter's browser test (tests/tests/reporter_browser.rs)
+DEB_PACKAGES=(clickhouse-server clickhouse-client prometheus-alertmanager kcat chromium chromium-driver)
 # system services shipped by those packages, which would take our ports, with the user
 # and command line the packages run them as (ours run as the invoking user, with
 # configs in the state folder)
