@@ -6,6 +6,8 @@ BIN_DIR="$REPO_DIR/target/debug"
 INGESTER_LOG="$LOG_DIR/ingester.log"
 DEMO_LOG="$LOG_DIR/demo.log"
 INGESTER_METRICS=127.0.0.1:9464
+REPORTER_LOG="$LOG_DIR/reporter.log"
+REPORTER_ADDR=127.0.0.1:8080
 DEMO_SPEC="$REPO_DIR/examples/compute-service.yaml"
 
 release_lock() {
@@ -36,6 +38,21 @@ ingester_start() {
     wait_until ingester 30 "$pid" "$INGESTER_LOG" curl -fsS --max-time 2 "http://$INGESTER_METRICS/health"
 }
 
+reporter_start() {
+    local pid
+    if pid=$(our_pid reporter "$BIN_DIR/specaudit-reporter"); then
+        info "reporter already running (pid $pid)"
+        return 0
+    fi
+    say "starting specaudit-reporter (web UI on http://$REPORTER_ADDR/)"
+    spawn reporter "$REPORTER_LOG" env SPECAUDIT__SERVER__LISTEN="$REPORTER_ADDR" \
+        SPECAUDIT__KAFKA__BROKERS="$BIND_HOST:$KAFKA_PORT" SPECAUDIT__KAFKA__TOPIC_PREFIX="$TOPIC_PREFIX" \
+        SPECAUDIT__CLICKHOUSE__URL="http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT" \
+        "$BIN_DIR/specaudit-reporter" --config "$REPO_DIR/deploy/reporter.toml" serve
+    pid=$(<"$(pid_file reporter)")
+    wait_until reporter 30 "$pid" "$REPORTER_LOG" curl -fsS --max-time 2 "http://$REPORTER_ADDR/health"
+}
+
 demo_fleet_start() {
     local pid
     if pid=$(our_pid demo "$BIN_DIR/specaudit-demo"); then
@@ -49,6 +66,7 @@ demo_fleet_start() {
 
 services_stop() {
     stop_pid demo "$BIN_DIR/specaudit-demo" 15
+    stop_pid reporter "$BIN_DIR/specaudit-reporter" 15
     stop_pid ingester "$BIN_DIR/specaudit-ingester" 30
 }
 
@@ -65,6 +83,7 @@ cmd_demo() {
             die "publishing the demo spec failed"
     fi
     demo_fleet_start
+    reporter_start
     say "letting the fleet report for 15 s"
     sleep 15
     say "compliance report (specaudit-reporter report --spec compute-service --since 1h)"
@@ -73,6 +92,8 @@ cmd_demo() {
     cat <<EOF
 
 ==> specaudit is running. Where to look:
+    web UI (reports, the colour-coded spec, agents, alarms, history; read-only without auth.tokens):
+                                      http://$REPORTER_ADDR/   (JSON: http://$REPORTER_ADDR/api/v1/report?spec=compute-service&since=1h)
     report (markdown|json|csv|html):  target/debug/specaudit-reporter report --since 1h --format html > report.html
     the spec:                         target/debug/specctl get compute-service
     ClickHouse (SQL over HTTP):       curl 'http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT/?database=specaudit' --data-binary \\
