@@ -1,14 +1,15 @@
 //! Kafka plumbing shared by every part: topic names, client settings, topic creation, and
-//! reading a compacted topic to its end.
+//! reading a topic to its end. Readers read with `isolation.level=read_committed`: specs
+//! are published in transactions (see `specaudit_producer::publish`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
 use crate::config::KafkaConfig;
@@ -111,20 +112,57 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
     Ok(())
 }
 
-/// Reads every partition of `topic` from the beginning to the high watermark seen at the
-/// start, calling `each` for every message. For compacted topics this yields the latest
-/// value of every key (and possibly some older ones, which the caller overwrites).
+/// Reads every partition of `topic` from the beginning to the end seen at the start,
+/// calling `each` for every message. Reads with `isolation.level=read_committed`, so a
+/// record of an aborted or still open transaction is never seen; the end is then the last
+/// stable offset. For compacted topics this yields the latest value of every key (and
+/// possibly some older ones, which the caller overwrites).
 pub fn read_to_end(
     config: &KafkaConfig,
     topic: &str,
     timeout: Duration,
-    mut each: impl FnMut(&BorrowedMessage<'_>),
+    each: impl FnMut(&BorrowedMessage<'_>),
 ) -> Result<(), KafkaError> {
+    let consumer = committed_reader(config)?;
+    let ends = watermarks(&consumer, topic, timeout)?;
+    read_until(&consumer, topic, ends, timeout, each)
+}
+
+/// The end of every partition of `topic` that holds records, including records of open
+/// transactions (the high watermark, not the last stable offset). Reading committed records
+/// up to these offsets waits until every transaction written before now is decided.
+pub fn high_watermarks(config: &KafkaConfig, topic: &str, timeout: Duration) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let consumer: BaseConsumer = client_config(config)
+        .set("group.id", "specaudit-reader")
+        .set("isolation.level", "read_uncommitted")
+        .create()?;
+    watermarks(&consumer, topic, timeout)
+}
+
+/// Reads committed records of `topic` from the beginning until the position of every
+/// partition in `ends` reaches its end offset.
+pub fn read_committed_until(
+    config: &KafkaConfig,
+    topic: &str,
+    ends: BTreeMap<i32, i64>,
+    timeout: Duration,
+    each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    let consumer = committed_reader(config)?;
+    read_until(&consumer, topic, ends, timeout, each)
+}
+
+fn committed_reader(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
+    client_config(config)
         .set("group.id", "specaudit-reader")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .create()?;
+        .set("isolation.level", "read_committed")
+        .create()
+}
+
+/// The end offset of every non-empty partition, as `consumer`'s isolation level sees it.
+fn watermarks(consumer: &BaseConsumer, topic: &str, timeout: Duration) -> Result<BTreeMap<i32, i64>, KafkaError> {
     let metadata = consumer.fetch_metadata(Some(topic), timeout)?;
     let partitions: Vec<i32> = metadata
         .topics()
@@ -134,39 +172,64 @@ pub fn read_to_end(
     if partitions.is_empty() {
         return Err(KafkaError::MetadataFetch(RDKafkaErrorCode::UnknownTopicOrPartition));
     }
-    let mut remaining: HashMap<i32, i64> = HashMap::new();
-    let mut assignment = TopicPartitionList::new();
+    let mut ends = BTreeMap::new();
     for partition in partitions {
         let (low, high) = consumer.fetch_watermarks(topic, partition, timeout)?;
         if high > low {
-            remaining.insert(partition, high);
-            assignment.add_partition_offset(topic, partition, Offset::Beginning)?;
+            ends.insert(partition, high);
         }
     }
-    if remaining.is_empty() {
+    Ok(ends)
+}
+
+fn read_until(
+    consumer: &BaseConsumer,
+    topic: &str,
+    mut ends: BTreeMap<i32, i64>,
+    timeout: Duration,
+    mut each: impl FnMut(&BorrowedMessage<'_>),
+) -> Result<(), KafkaError> {
+    if ends.is_empty() {
         return Ok(());
+    }
+    let mut assignment = TopicPartitionList::new();
+    for partition in ends.keys() {
+        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
     let deadline = Instant::now() + timeout;
-    while !remaining.is_empty() {
+    while !caught_up(consumer, topic, &mut ends) {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
         }
-        match consumer.poll(left.min(Duration::from_millis(200))) {
+        match consumer.poll(left.min(Duration::from_millis(100))) {
             None => {}
             Some(Err(e)) => return Err(e),
-            Some(Ok(message)) => {
-                let partition = message.partition();
-                let end = remaining.get(&partition).copied();
-                if end.is_some_and(|end| message.offset() + 1 >= end) {
-                    remaining.remove(&partition);
-                }
-                each(&message);
-            }
+            Some(Ok(message)) => each(&message),
         }
     }
     Ok(())
+}
+
+/// Whether `consumer` has passed every end offset in `ends`, removing the partitions that
+/// it has. Uses the consumer's position rather than the offsets of the messages seen: with
+/// read_committed, a partition ends in transaction markers and aborted records that are
+/// never handed out, but that the position moves past.
+pub fn caught_up(consumer: &BaseConsumer, topic: &str, ends: &mut BTreeMap<i32, i64>) -> bool {
+    if ends.is_empty() {
+        return true;
+    }
+    if let Ok(positions) = consumer.position() {
+        for element in positions.elements_for_topic(topic) {
+            if let Offset::Offset(position) = element.offset() {
+                if ends.get(&element.partition()).is_some_and(|end| position >= *end) {
+                    ends.remove(&element.partition());
+                }
+            }
+        }
+    }
+    ends.is_empty()
 }
 
 #[cfg(test)]

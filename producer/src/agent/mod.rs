@@ -25,7 +25,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::Value;
 use specaudit_core::check::{Evaluation, Facts};
 use specaudit_core::codec::Codec;
-use specaudit_core::kafka::{client_config, Topics};
+use specaudit_core::kafka::{caught_up, client_config, Topics};
 use specaudit_core::record::{Outcome, SpecInUse, SpecVersion};
 use tokio::sync::watch;
 
@@ -250,6 +250,8 @@ fn spec_consumer(shared: &Shared) -> Result<BaseConsumer, AgentError> {
     let consumer: BaseConsumer = client_config(&config.kafka)
         .set("group.id", format!("specaudit-agent-{}", shared.emitter.agent_id()))
         .set("enable.auto.commit", "false")
+        // Specs are published in transactions: never apply an aborted or undecided version.
+        .set("isolation.level", "read_committed")
         .create()?;
     Ok(consumer)
 }
@@ -275,33 +277,27 @@ fn follow_specs(shared: &Shared, consumer: &BaseConsumer, ready: std::sync::mpsc
         }
     }
     let mut latest: BTreeMap<String, i64> = BTreeMap::new();
-    let caught_up = |ends: &mut BTreeMap<i32, i64>, partition: i32, offset: i64| {
-        if ends.get(&partition).is_some_and(|end| offset + 1 >= *end) {
-            ends.remove(&partition);
-        }
-        ends.is_empty()
-    };
     if ends.is_empty() {
         if let Some(ready) = ready.take() {
             let _ = ready.send(());
         }
     }
     while !shared.stop.load(Ordering::Relaxed) {
-        let Some(received) = consumer.poll(Duration::from_millis(200)) else { continue };
-        let message = match received {
-            Ok(message) => message,
-            Err(error) => {
-                tracing::warn!(%error, "specs consume error");
-                continue;
-            }
-        };
-        if let Some(version) = message.payload().and_then(|p| codec.decode(p).ok()) {
-            if latest.get(&version.spec).is_none_or(|v| *v < version.version) {
-                latest.insert(version.spec.clone(), version.version);
-                apply(shared, &version);
+        match consumer.poll(Duration::from_millis(200)) {
+            None => {}
+            Some(Err(error)) => tracing::warn!(%error, "specs consume error"),
+            Some(Ok(message)) => {
+                if let Some(version) = message.payload().and_then(|p| codec.decode(p).ok()) {
+                    if latest.get(&version.spec).is_none_or(|v| *v < version.version) {
+                        latest.insert(version.spec.clone(), version.version);
+                        apply(shared, &version);
+                    }
+                }
             }
         }
-        if caught_up(&mut ends, message.partition(), message.offset()) {
+        // By position, not by the offsets of messages: transaction markers end the
+        // partition and are never handed out.
+        if ready.is_some() && caught_up(consumer, &topic, &mut ends) {
             if let Some(ready) = ready.take() {
                 let _ = ready.send(());
             }
