@@ -141,12 +141,12 @@ impl Emitter {
         let assertion = Assertion {
             assertion_id: Uuid::now_v7(),
             ts: now_ms(),
-            spec: key.spec.name.clone(),
+            spec: key.spec.name.to_string(),
             spec_version: key.spec.version,
             component: self.component.clone(),
             instance: self.instance.clone(),
             agent_id: self.agent_id.clone(),
-            requirement: key.requirement.id.clone(),
+            requirement: key.requirement.id.to_string(),
             task: key.task.to_owned(),
             outcome: key.outcome,
             severity: key.requirement.severity,
@@ -200,8 +200,8 @@ impl Emitter {
             .iter()
             .flat_map(|s| {
                 s.requirements.iter().map(|r| RequirementCoverage {
-                    spec: s.name.clone(),
-                    requirement: r.id.clone(),
+                    spec: s.name.to_string(),
+                    requirement: r.id.to_string(),
                     evaluations: r.tally.take_evaluations(),
                 })
             })

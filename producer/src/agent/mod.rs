@@ -15,7 +15,9 @@ mod specs;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -48,21 +50,24 @@ pub enum AgentError {
     UnknownRequirement(String),
     #[error("component {0:?} is not a component path")]
     BadComponent(String),
+    #[error("cannot start the agent's background thread: {0}")]
+    Thread(std::io::Error),
 }
 
 /// One outcome of `check` or `assert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
-    pub spec: String,
+    pub spec: Arc<str>,
     pub spec_version: i64,
-    pub requirement: String,
+    pub requirement: Arc<str>,
     pub outcome: Outcome,
     pub message: String,
 }
 
 struct Shared {
     config: AgentConfig,
-    specs: RwLock<Arc<SpecSet>>,
+    /// Swapped whole when a version lands; `check` reads it without taking a lock.
+    specs: ArcSwap<SpecSet>,
     /// Versions replaced while `check` calls may still count into them: flushed on each
     /// tick until no one holds them.
     retired: Mutex<Vec<Arc<CompiledSpec>>>,
@@ -91,42 +96,45 @@ impl Agent {
     /// Starts an agent: blocks until every spec is read (at most `start_timeout`), then
     /// follows the specs topic, rolls up and heartbeats in background threads.
     pub fn start(config: AgentConfig) -> Result<Agent, AgentError> {
-        if config.component.is_empty() || config.component.split('.').any(str::is_empty) {
-            return Err(AgentError::BadComponent(config.component));
-        }
-        let emitter = Emitter::new(&config)?;
-        let (versions, _) = watch::channel(Vec::new());
-        let shared = Arc::new(Shared {
-            specs: RwLock::new(Arc::new(SpecSet::default())),
-            retired: Mutex::new(Vec::new()),
-            versions,
-            emitter,
-            stop: AtomicBool::new(false),
-            config,
-        });
+        let shared = Self::shared(config)?;
         let consumer = spec_consumer(&shared)?;
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let follow = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("specaudit-specs".into())
-                .spawn(move || follow_specs(&shared, &consumer, ready_tx))
-                .map_err(|_| AgentError::StartTimeout(Duration::ZERO))?
-        };
+        let follow = spawn("specaudit-specs", &shared, move |shared| follow_specs(shared, &consumer, ready_tx))?;
         let timeout = shared.config.start_timeout;
         if ready_rx.recv_timeout(timeout).is_err() {
             shared.stop.store(true, Ordering::Relaxed);
             return Err(AgentError::StartTimeout(timeout));
         }
-        let ticker = {
-            let shared = Arc::clone(&shared);
-            std::thread::Builder::new()
-                .name("specaudit-ticker".into())
-                .spawn(move || tick(&shared))
-                .map_err(|_| AgentError::StartTimeout(Duration::ZERO))?
-        };
+        let ticker = spawn("specaudit-ticker", &shared, tick)?;
         tracing::info!(component = %shared.config.component, instance = %shared.config.instance, specs = ?shared.versions.borrow().clone(), "agent started");
         Ok(Agent { shared, threads: Arc::new(Mutex::new(vec![follow, ticker])) })
+    }
+
+    /// An agent that runs the given spec versions and is not told of new ones: for
+    /// benchmarks, and for components that pin their spec. It emits like any agent.
+    pub fn with_specs(config: AgentConfig, versions: &[SpecVersion]) -> Result<Agent, AgentError> {
+        let shared = Self::shared(config)?;
+        for version in versions {
+            apply(&shared, version);
+        }
+        let ticker = spawn("specaudit-ticker", &shared, tick)?;
+        Ok(Agent { shared, threads: Arc::new(Mutex::new(vec![ticker])) })
+    }
+
+    fn shared(config: AgentConfig) -> Result<Arc<Shared>, AgentError> {
+        if config.component.is_empty() || config.component.split('.').any(str::is_empty) {
+            return Err(AgentError::BadComponent(config.component));
+        }
+        let emitter = Emitter::new(&config)?;
+        let (versions, _) = watch::channel(Vec::new());
+        Ok(Arc::new(Shared {
+            specs: ArcSwap::from_pointee(SpecSet::default()),
+            retired: Mutex::new(Vec::new()),
+            versions,
+            emitter,
+            stop: AtomicBool::new(false),
+            config,
+        }))
     }
 
     /// The agent's id, as in its assertions and heartbeats.
@@ -161,7 +169,7 @@ impl Agent {
         specs
             .specs
             .iter()
-            .flat_map(|s| s.requirements.iter().map(|r| (s.name.clone(), r.id.clone())))
+            .flat_map(|s| s.requirements.iter().map(|r| (s.name.to_string(), r.id.to_string())))
             .collect()
     }
 
@@ -171,13 +179,14 @@ impl Agent {
     }
 
     fn current(&self) -> Arc<SpecSet> {
-        Arc::clone(&self.shared.specs.read().unwrap_or_else(|e| e.into_inner()))
+        self.shared.specs.load_full()
     }
 
     /// Evaluates every declarative check that applies to `task` against `facts` and emits
     /// the outcomes. Requirements without a check are left to [`Agent::assert`].
     pub fn check(&self, task: &str, facts: &Value) -> Vec<CheckResult> {
-        let specs = self.current();
+        // A guard, not a counted reference: the hot path takes no lock and no refcount.
+        let specs = self.shared.specs.load();
         let prepared = Facts::new(facts);
         let mut results = Vec::new();
         for spec in &specs.specs {
@@ -214,7 +223,7 @@ impl Agent {
         let specs = self.current();
         let mut results = Vec::new();
         for spec in &specs.specs {
-            if let Some(r) = spec.requirements.iter().find(|r| r.id == requirement) {
+            if let Some(r) = spec.requirements.iter().find(|r| &*r.id == requirement) {
                 self.shared.emitter.record(spec, r, task, outcome, message, || details.map(Value::to_string).unwrap_or_default());
                 results.push(CheckResult {
                     spec: spec.name.clone(),
@@ -243,6 +252,15 @@ impl Agent {
         self.shared.emitter.heartbeat(&self.shared.config, &self.current());
         self.shared.emitter.flush(deadline.saturating_sub(started.elapsed()));
     }
+}
+
+fn spawn(
+    name: &str,
+    shared: &Arc<Shared>,
+    run: impl FnOnce(&Shared) + Send + 'static,
+) -> Result<JoinHandle<()>, AgentError> {
+    let shared = Arc::clone(shared);
+    std::thread::Builder::new().name(name.into()).spawn(move || run(&shared)).map_err(AgentError::Thread)
 }
 
 fn spec_consumer(shared: &Shared) -> Result<BaseConsumer, AgentError> {
@@ -335,10 +353,10 @@ fn apply(shared: &Shared, version: &SpecVersion) {
         }
     };
     let next = {
-        let mut specs = shared.specs.write().unwrap_or_else(|e| e.into_inner());
-        let (next, replaced) = specs.with(&version.spec, compiled);
+        // Only the spec thread swaps, so load-then-store cannot lose an update.
+        let (next, replaced) = shared.specs.load().with(&version.spec, compiled);
         let next = Arc::new(next);
-        *specs = Arc::clone(&next);
+        shared.specs.store(Arc::clone(&next));
         // Its rolled-up outcomes still go out, under the version they were checked against.
         shared.retired.lock().unwrap_or_else(|e| e.into_inner()).extend(replaced);
         next
@@ -350,7 +368,7 @@ fn apply(shared: &Shared, version: &SpecVersion) {
 /// Sends the rolled-up outcomes of the current and the retired versions; forgets retired
 /// versions nobody can count into any more.
 fn flush_all(shared: &Shared) {
-    let specs = Arc::clone(&shared.specs.read().unwrap_or_else(|e| e.into_inner()));
+    let specs = shared.specs.load_full();
     for spec in &specs.specs {
         shared.emitter.flush_rollups(spec);
     }
@@ -373,7 +391,7 @@ fn tick(shared: &Shared) {
             last_rollup = Instant::now();
         }
         if last_heartbeat.elapsed() >= shared.config.heartbeat_interval {
-            let specs = Arc::clone(&shared.specs.read().unwrap_or_else(|e| e.into_inner()));
+            let specs = shared.specs.load_full();
             shared.emitter.heartbeat(&shared.config, &specs);
             last_heartbeat = Instant::now();
         }

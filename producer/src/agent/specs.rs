@@ -1,7 +1,6 @@
 //! The specs an agent runs, compiled for its component: each check compiled once per
 //! spec version.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,7 +12,7 @@ use specaudit_core::spec::Spec;
 /// One requirement that applies to the agent's component.
 #[derive(Debug)]
 pub(super) struct CompiledRequirement {
-    pub(super) id: String,
+    pub(super) id: Arc<str>,
     pub(super) severity: Severity,
     pub(super) tasks: Option<Vec<String>>,
     /// None: the component's own code asserts it.
@@ -27,7 +26,7 @@ pub(super) struct CompiledRequirement {
 #[derive(Debug, Default)]
 pub(super) struct Tally {
     /// task → counts rolled up into one assertion per (task, kind) at the next flush.
-    by_task: Mutex<HashMap<String, Counts>>,
+    by_task: Mutex<rustc_hash::FxHashMap<Box<str>, Counts>>,
     /// Evaluations since the last heartbeat.
     evaluations: AtomicI64,
     /// Fails and errors sent one by one in this interval (for the per-requirement cap).
@@ -49,7 +48,7 @@ impl Tally {
         let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
         match by_task.get_mut(task) {
             Some(counts) => count(counts),
-            None => count(by_task.entry(task.to_owned()).or_default()),
+            None => count(by_task.entry(task.into()).or_default()),
         }
     }
 
@@ -67,7 +66,7 @@ impl Tally {
     pub(super) fn drain(&self) -> Vec<(String, Counts)> {
         self.sent.store(0, Ordering::Relaxed);
         let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
-        by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.clone(), std::mem::take(c))).collect()
+        by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.to_string(), std::mem::take(c))).collect()
     }
 
     /// Evaluations since the previous call.
@@ -85,7 +84,7 @@ impl CompiledRequirement {
 /// One spec version, reduced to what applies to the component.
 #[derive(Debug)]
 pub(super) struct CompiledSpec {
-    pub(super) name: String,
+    pub(super) name: Arc<str>,
     pub(super) version: i64,
     pub(super) params: Value,
     /// The params as CEL values, converted once per version.
@@ -115,7 +114,7 @@ impl CompiledSpec {
                 Err(error) => return Some(Err(format!("{}: {error}", r.id))),
             };
             requirements.push(CompiledRequirement {
-                id: r.id,
+                id: r.id.into(),
                 severity: r.requirement.severity(),
                 tasks: r.requirement.tasks.clone(),
                 check,
@@ -127,7 +126,7 @@ impl CompiledSpec {
             Ok(v) => v,
             Err(error) => return Some(Err(format!("params cannot be given to CEL: {error}"))),
         };
-        Some(Ok(CompiledSpec { name: spec.spec, version: version.version, params, cel_params, requirements }))
+        Some(Ok(CompiledSpec { name: spec.spec.into(), version: version.version, params, cel_params, requirements }))
     }
 }
 
@@ -139,14 +138,14 @@ pub(super) struct SpecSet {
 
 impl SpecSet {
     pub(super) fn in_use(&self) -> Vec<SpecInUse> {
-        self.specs.iter().map(|s| SpecInUse { spec: s.name.clone(), version: s.version }).collect()
+        self.specs.iter().map(|s| SpecInUse { spec: s.name.to_string(), version: s.version }).collect()
     }
 
     /// A new set with `name` replaced by `compiled` (or removed when None), and the
     /// version it replaced.
     pub(super) fn with(&self, name: &str, compiled: Option<Arc<CompiledSpec>>) -> (SpecSet, Option<Arc<CompiledSpec>>) {
-        let replaced = self.specs.iter().find(|s| s.name == name).cloned();
-        let mut specs: Vec<Arc<CompiledSpec>> = self.specs.iter().filter(|s| s.name != name).cloned().collect();
+        let replaced = self.specs.iter().find(|s| &*s.name == name).cloned();
+        let mut specs: Vec<Arc<CompiledSpec>> = self.specs.iter().filter(|s| &*s.name != name).cloned().collect();
         specs.extend(compiled);
         specs.sort_by(|a, b| a.name.cmp(&b.name));
         (SpecSet { specs }, replaced)

@@ -121,7 +121,7 @@ pub struct OutcomeView {
 
 impl From<CheckResult> for OutcomeView {
     fn from(r: CheckResult) -> Self {
-        OutcomeView { spec: r.spec, spec_version: r.spec_version, requirement: r.requirement, outcome: r.outcome, message: r.message }
+        OutcomeView { spec: r.spec.to_string(), spec_version: r.spec_version, requirement: r.requirement.to_string(), outcome: r.outcome, message: r.message }
     }
 }
 
