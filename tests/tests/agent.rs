@@ -68,7 +68,7 @@ fn read_all<T: specaudit_core::codec::Record>(kafka: &KafkaConfig, topic: &str) 
 }
 
 fn outcomes(results: &[specaudit_producer::agent::CheckResult]) -> Vec<(String, Outcome)> {
-    results.iter().map(|r| (r.requirement.clone(), r.outcome)).collect()
+    results.iter().map(|r| (r.requirement.to_string(), r.outcome)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
