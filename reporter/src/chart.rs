@@ -41,29 +41,33 @@ pub fn svg(buckets: &[Bucket], bucket_ms: u64, from_ms: u64, to_ms: u64) -> Stri
     let bar_w = (plot_w * bucket_ms as f64 / span).max(1.0);
     for b in buckets {
         let x = LEFT + plot_w * (b.start_ms.saturating_sub(from_ms)) as f64 / span;
-        if x > LEFT + plot_w {
+        if x > LEFT + plot_w || max == 0 || b.passes + b.failures + b.errors == 0 {
             continue;
         }
+        // One group per bar, with one tooltip for its three counts.
+        let _ = write!(
+            out,
+            "<g><title>{}: {} passes, {} errors, {} failures</title>",
+            esc(&time(b.start_ms)),
+            b.passes,
+            b.errors,
+            b.failures
+        );
         let mut y = 8.0 + plot_h;
         for (count, status) in [(b.passes, Status::Compliant), (b.errors, Status::Error), (b.failures, Status::Failing)] {
-            if count == 0 || max == 0 {
+            if count == 0 {
                 continue;
             }
             let h = plot_h * count as f64 / max as f64;
             y -= h;
             let _ = write!(
                 out,
-                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{c}\"><title>{t}: {count} {what}</title></rect>",
+                "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"{h:.1}\" fill=\"{c}\"/>",
                 w = (bar_w - 0.5).max(0.5),
                 c = colour(status),
-                t = esc(&time(b.start_ms)),
-                what = match status {
-                    Status::Compliant => "passes",
-                    Status::Error => "errors",
-                    _ => "failures",
-                },
             );
         }
+        out.push_str("</g>");
     }
     let _ = write!(
         out,

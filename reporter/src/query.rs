@@ -33,13 +33,23 @@ fn err(what: &'static str) -> impl FnOnce(clickhouse::error::Error) -> QueryErro
     move |source| QueryError { what, source }
 }
 
-/// `component` in the scope's subtree; binds three parameters.
-const SUBTREE: &str = "(? = '' OR component = ? OR position(component, ?) = 1)";
+/// The condition "`component` in the scope's subtree", to append after a WHERE clause, and
+/// its parameters ([`bind_subtree`]). Empty without a subtree. The range on `component`
+/// lets ClickHouse skip granules by primary key; the exact test follows it.
+fn subtree(scope: &Scope) -> &'static str {
+    if scope.component.is_some() {
+        " AND component >= ? AND component < ? AND (component = ? OR position(component, ?) = 1)"
+    } else {
+        ""
+    }
+}
 
 fn bind_subtree(query: Query, scope: &Scope) -> Query {
-    let root = scope.component.as_deref().unwrap_or("");
-    let below = if root.is_empty() { String::new() } else { format!("{root}.") };
-    query.bind(root).bind(root).bind(below)
+    match scope.component.as_deref() {
+        None => query,
+        // Every path below `root` starts with `root.`, and '/' sorts right after '.'.
+        Some(root) => query.bind(root).bind(format!("{root}/")).bind(root).bind(format!("{root}.")),
+    }
 }
 
 /// Seconds of the range for `toDateTime(?)`.
@@ -73,6 +83,8 @@ struct CountRow {
     errors: u64,
     skips: u64,
     failing_instances: Vec<String>,
+    /// Start of the last minute with a failure (seconds), 0 without one.
+    last_failure_minute: u32,
 }
 
 /// Counts per (requirement, component) of one spec within the scope, with the last failure
@@ -86,51 +98,74 @@ pub async fn observed(
     let sql = match source {
         Source::Rollup => format!(
             "SELECT requirement, component, toString(any(severity)), sum(passes), sum(failures), sum(errors), \
-             sum(skips), groupUniqArrayIf(instance, failures > 0) \
+             sum(skips), groupUniqArrayIf(instance, failures > 0), toUInt32(maxIf(minute, failures > 0)) \
              FROM assertions_minutely \
-             WHERE spec = ? AND minute >= toStartOfMinute(toDateTime(?)) AND minute <= toDateTime(?) AND {SUBTREE} \
-             GROUP BY requirement, component"
+             WHERE spec = ? AND minute >= toStartOfMinute(toDateTime(?)) AND minute <= toDateTime(?){} \
+             GROUP BY requirement, component",
+            subtree(scope)
         ),
         Source::Raw => format!(
             "SELECT requirement, component, toString(any(severity)), \
              sum(if(outcome = 'pass', toUInt64(count), toUInt64(0))), sum(if(outcome = 'fail', toUInt64(count), toUInt64(0))), \
              sum(if(outcome = 'error', toUInt64(count), toUInt64(0))), sum(if(outcome = 'skip', toUInt64(count), toUInt64(0))), \
-             groupUniqArrayIf(instance, outcome = 'fail') \
+             groupUniqArrayIf(instance, outcome = 'fail'), toUInt32(maxIf(toStartOfMinute(ts), outcome = 'fail')) \
              FROM assertions \
-             WHERE spec = ? AND ts >= toStartOfMinute(toDateTime(?)) AND toStartOfMinute(ts) <= toDateTime(?) AND {SUBTREE} \
-             GROUP BY requirement, component"
+             WHERE spec = ? AND ts >= toStartOfMinute(toDateTime(?)) AND toStartOfMinute(ts) <= toDateTime(?){} \
+             GROUP BY requirement, component",
+            subtree(scope)
         ),
     };
     let (from, to) = seconds(scope);
     let query = client.query(&sql).bind(spec).bind(from).bind(to);
     let rows: Vec<CountRow> = bind_subtree(query, scope).fetch_all().await.map_err(err("assertion counts"))?;
     let mut observed = BTreeMap::new();
-    let mut any_failure = false;
+    let mut failing = Vec::new();
     for row in rows {
-        let CountRow { requirement, component, severity, passes, failures, errors, skips, mut failing_instances } = row;
+        let CountRow { requirement, component, severity, passes, failures, errors, skips, mut failing_instances, last_failure_minute } =
+            row;
         failing_instances.sort();
-        any_failure |= failures > 0;
+        if failures > 0 {
+            failing.push((requirement.clone(), component.clone(), last_failure_minute));
+        }
         observed.insert(
             (requirement, component),
             Observed { severity, passes, failures, errors, skips, failing_instances, last_failure: String::new() },
         );
     }
-    if any_failure {
-        let sql = format!(
-            "SELECT requirement, component, argMax(message, ts_ms) FROM assertions \
-             WHERE spec = ? AND outcome = 'fail' AND ts >= toStartOfMinute(toDateTime(?)) \
-             AND toStartOfMinute(ts) <= toDateTime(?) AND {SUBTREE} GROUP BY requirement, component"
-        );
-        let query = client.query(&sql).bind(spec).bind(from).bind(to);
-        let last: Vec<(String, String, String)> =
-            bind_subtree(query, scope).fetch_all().await.map_err(err("the last failure messages"))?;
-        for (requirement, component, message) in last {
-            if let Some(o) = observed.get_mut(&(requirement, component)) {
-                o.last_failure = message;
-            }
+    for (requirement, component, message) in last_failures(client, spec, &failing).await? {
+        if let Some(o) = observed.get_mut(&(requirement, component)) {
+            o.last_failure = message;
         }
     }
     Ok(observed)
+}
+
+/// Failing cells per query: bounds the statement's size.
+const CELLS_PER_QUERY: usize = 100;
+
+/// The last failure message of each failing cell, read from the raw table within the
+/// cell's last failing minute only: the primary key (spec, component, requirement, ts)
+/// then narrows the read to a granule or two per cell instead of the whole range.
+async fn last_failures(
+    client: &clickhouse::Client,
+    spec: &str,
+    failing: &[(String, String, u32)],
+) -> Result<Vec<(String, String, String)>, QueryError> {
+    let mut out = Vec::new();
+    for chunk in failing.chunks(CELLS_PER_QUERY) {
+        let cells = vec!["(component = ? AND requirement = ? AND ts >= toDateTime(?) AND ts < toDateTime(?))"; chunk.len()];
+        let sql = format!(
+            "SELECT requirement, component, argMax(message, ts_ms) FROM assertions \
+             WHERE spec = ? AND outcome = 'fail' AND ({}) GROUP BY requirement, component",
+            cells.join(" OR ")
+        );
+        let mut query = client.query(&sql).bind(spec);
+        for (requirement, component, minute) in chunk {
+            query = query.bind(component).bind(requirement).bind(*minute).bind(u64::from(*minute) + 60);
+        }
+        out.extend(query.fetch_all::<(String, String, String)>().await.map_err(err("the last failure messages"))?);
+    }
+    Ok(out)
 }
 
 /// Pass, fail and error counts per bucket of `step_s` seconds (a multiple of 60), for every
@@ -143,8 +178,9 @@ pub async fn timeline(
     let sql = format!(
         "SELECT toUInt64(intDiv(toUInt32(minute), ?) * ?) AS bucket, toString(severity), \
          sum(passes), sum(failures), sum(errors) FROM assertions_minutely \
-         WHERE (? = '' OR spec = ?) AND minute >= toStartOfMinute(toDateTime(?)) AND minute <= toDateTime(?) \
-         AND {SUBTREE} GROUP BY bucket, severity ORDER BY bucket"
+         WHERE spec != '' AND (? = '' OR spec = ?) AND minute >= toStartOfMinute(toDateTime(?)) \
+         AND minute <= toDateTime(?){} GROUP BY bucket, severity ORDER BY bucket",
+        subtree(scope)
     );
     let (from, to) = seconds(scope);
     let spec = scope.spec.as_deref().unwrap_or("");
@@ -197,8 +233,9 @@ struct AlarmRow {
 pub async fn alarms(client: &clickhouse::Client, scope: &Scope, limit: u64) -> Result<Vec<AlarmRecord>, QueryError> {
     let sql = format!(
         "SELECT ts_ms, fingerprint, rule, toString(state), toString(severity), spec, component, requirement, \
-         summary, value FROM alarms WHERE ts_ms >= ? AND ts_ms <= ? AND (? = '' OR spec = ?) AND {SUBTREE} \
-         ORDER BY ts_ms DESC LIMIT ?"
+         summary, value FROM alarms WHERE ts_ms >= ? AND ts_ms <= ? AND (? = '' OR spec = ?){} \
+         ORDER BY ts_ms DESC LIMIT ?",
+        subtree(scope)
     );
     let spec = scope.spec.as_deref().unwrap_or("");
     let query = client.query(&sql).bind(scope.from_ms).bind(scope.to_ms).bind(spec).bind(spec);
@@ -267,8 +304,9 @@ pub async fn recent_failures(
 ) -> Result<Vec<FailureRow>, QueryError> {
     let sql = format!(
         "SELECT ts_ms, component, instance, requirement, task, toString(outcome), message FROM assertions \
-         WHERE spec = ? AND outcome IN ('fail', 'error') AND ts_ms >= ? AND ts_ms <= ? AND {SUBTREE} \
-         AND (? = '' OR requirement = ?) ORDER BY ts_ms DESC LIMIT ?"
+         WHERE spec = ? AND outcome IN ('fail', 'error') AND ts_ms >= ? AND ts_ms <= ?{} \
+         AND (? = '' OR requirement = ?) ORDER BY ts_ms DESC LIMIT ?",
+        subtree(scope)
     );
     let query = client.query(&sql).bind(spec).bind(scope.from_ms).bind(scope.to_ms);
     let requirement = requirement.unwrap_or("");
