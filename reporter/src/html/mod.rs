@@ -99,7 +99,7 @@ pub fn layout(title: &str, principal: Option<&str>, body: &str) -> String {
         }
         None => out.push_str("<a href=\"/login\">log in</a>"),
     }
-    let _ = write!(out, "</span></header><main>{body}</main></body></html>\n");
+    let _ = writeln!(out, "</span></header><main>{body}</main></body></html>");
     out
 }
 

@@ -29,10 +29,10 @@ const CATALOG_TIMEOUT: Duration = Duration::from_secs(15);
 
 async fn current(app: &App, spec: &str) -> Result<Option<SpecVersion>, HttpError> {
     let kafka = app.config.kafka.clone();
-    let latest = tokio::task::spawn_blocking(move || load_latest(&kafka, CATALOG_TIMEOUT))
+    let latest = tokio::task::spawn_blocking(move || load_latest(&kafka, CATALOG_TIMEOUT).map_err(|e| e.to_string()))
         .await
         .map_err(|_| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, "reading the spec catalog was interrupted"))?
-        .map_err(|e| HttpError::new(StatusCode::BAD_GATEWAY, e.to_string()))?;
+        .map_err(|e| HttpError::new(StatusCode::BAD_GATEWAY, e))?;
     Ok(latest.get(spec).filter(|v| !v.deleted).cloned())
 }
 
