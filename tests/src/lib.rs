@@ -3,6 +3,8 @@
 //! every test uses its own topic prefix and ClickHouse database, so tests never see each
 //! other's data.
 
+pub mod stack;
+
 use specaudit_core::config::{ClickHouseConfig, KafkaConfig};
 
 /// A fresh, isolated namespace on the real stack.
@@ -42,4 +44,9 @@ impl TestEnv {
         let server = specaudit_core::clickhouse::server_client(&self.clickhouse);
         let _ = server.query(&format!("DROP DATABASE IF EXISTS {}", self.clickhouse.database)).execute().await;
     }
+}
+
+/// Base URL of the stack's Alertmanager (`SPECAUDIT_TEST_ALERTMANAGER`).
+pub fn alertmanager_url() -> String {
+    std::env::var("SPECAUDIT_TEST_ALERTMANAGER").unwrap_or_else(|_| "http://127.0.0.1:9093".into())
 }

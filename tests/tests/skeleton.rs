@@ -36,7 +36,7 @@ async fn spec_to_agent_to_clickhouse_to_report() {
     assert_eq!(agent.versions()[0].version, 1);
     assert_eq!(agent.param::<u32>("max_rps"), Some(1000));
     let results = agent.check("serve-request", &json!({"tls_version": "1.3", "max_rps": 500}));
-    let outcomes: Vec<(&str, Outcome)> = results.iter().map(|r| (r.requirement.as_str(), r.outcome)).collect();
+    let outcomes: Vec<(&str, Outcome)> = results.iter().map(|r| (&*r.requirement, r.outcome)).collect();
     assert_eq!(outcomes, [("frontend/tls-min-version", Outcome::Pass), ("frontend.throttle/limit-set", Outcome::Fail)]);
     let stopping = agent.clone();
     tokio::task::spawn_blocking(move || stopping.shutdown(Duration::from_secs(10))).await.unwrap();
