@@ -218,3 +218,25 @@ impl Sidecar {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_config_loads_with_the_defaults() {
+        let path = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/sidecar.toml"));
+        let config: SidecarConfig = specaudit_core::config::load_with_env(Some(path), Vec::new()).unwrap();
+        let defaults = SidecarSettings::default();
+        assert_eq!(config.sidecar.listen, defaults.listen);
+        assert_eq!(config.sidecar.max_body_bytes, defaults.max_body_bytes);
+        assert_eq!(config.sidecar.queue_bytes, defaults.queue_bytes);
+    }
+
+    #[test]
+    fn a_bad_key_is_refused_by_name() {
+        let env = vec![("SPECAUDIT__SIDECAR__LISTN".to_owned(), "127.0.0.1:1".to_owned())];
+        let err = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap_err();
+        assert!(err.to_string().contains("listn"), "{err}");
+    }
+}
