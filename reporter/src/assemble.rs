@@ -4,13 +4,14 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use serde_json::Value;
+use specaudit_core::record::SpecVersion;
 use specaudit_core::spec::Spec;
+use specaudit_producer::diff::Kind;
 
-use crate::diff::requirement_changes;
 use crate::query::{self, QueryError, Source, VersionRow};
 use crate::report::{
-    cells, coverage, group_by, AgentState, Bucket, HistoryEntry, Report, ScopeEcho, SpecInUse, SpecReport, Summary,
+    cells, coverage, group_by, AgentState, Bucket, HistoryEntry, Report, RequirementChange, ScopeEcho, SpecInUse, SpecReport,
+    Summary,
 };
 use crate::scope::Scope;
 
@@ -86,22 +87,71 @@ pub fn agent_states(rows: Vec<query::AgentRow>, latest: &BTreeMap<String, u64>, 
         .collect()
 }
 
+/// What changed between two stored versions, from the producer's requirement-level diff
+/// (the one `specctl diff` prints), in the report's shape.
+fn changes(versions: &[SpecVersion], from: i64, to: i64, both_present: bool) -> Vec<RequirementChange> {
+    let Ok(d) = specaudit_producer::diff::diff(versions, from, to) else { return Vec::new() };
+    let kind = |k: Kind| match k {
+        Kind::Added => "added",
+        Kind::Removed => "removed",
+        Kind::Changed => "changed",
+    };
+    let mut out: Vec<RequirementChange> = d
+        .requirements
+        .iter()
+        .map(|r| RequirementChange {
+            target: r.id.clone(),
+            kind: kind(r.change),
+            fields: r.fields.iter().map(|f| f.field.to_owned()).collect(),
+        })
+        .collect();
+    let mut params: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    for p in &d.params {
+        params.entry(p.component.as_str()).or_default().push(p.name.clone());
+    }
+    out.extend(params.into_iter().map(|(component, fields)| RequirementChange { target: component.to_owned(), kind: "params", fields }));
+    // A first version or a delete changes every top-level field: not worth a line.
+    if both_present && !d.other.is_empty() {
+        out.push(RequirementChange { target: String::new(), kind: "spec", fields: d.other.clone() });
+    }
+    out.sort_by(|a, b| a.target.cmp(&b.target).then(a.kind.cmp(b.kind)));
+    out
+}
+
 /// The history of one spec with requirement-level changes, oldest first.
 pub fn history(rows: &[VersionRow]) -> Vec<HistoryEntry> {
-    let mut previous = Value::Null;
-    rows.iter()
-        .map(|row| {
-            let doc = if row.deleted != 0 { Value::Null } else { serde_json::from_str(&row.document).unwrap_or(Value::Null) };
-            let changes = requirement_changes(&previous, &doc);
-            previous = doc;
-            HistoryEntry {
-                version: row.version,
-                ts_ms: row.ts_ms,
-                author: row.author.clone(),
-                comment: row.comment.clone(),
-                deleted: row.deleted != 0,
-                changes,
-            }
+    // Version 0 stands for "no spec yet", so the first version diffs as all added.
+    let mut versions = vec![SpecVersion {
+        spec: String::new(),
+        version: 0,
+        ts: 0,
+        author: String::new(),
+        comment: String::new(),
+        sha256: String::new(),
+        deleted: true,
+        document: String::new(),
+        patch: String::new(),
+    }];
+    versions.extend(rows.iter().map(|row| SpecVersion {
+        spec: String::new(),
+        version: row.version as i64,
+        ts: row.ts_ms as i64,
+        author: row.author.clone(),
+        comment: row.comment.clone(),
+        sha256: String::new(),
+        deleted: row.deleted != 0,
+        document: row.document.clone(),
+        patch: String::new(),
+    }));
+    versions
+        .windows(2)
+        .map(|pair| HistoryEntry {
+            version: pair[1].version as u64,
+            ts_ms: pair[1].ts as u64,
+            author: pair[1].author.clone(),
+            comment: pair[1].comment.clone(),
+            deleted: pair[1].deleted,
+            changes: changes(&versions, pair[0].version, pair[1].version, !pair[0].deleted && !pair[1].deleted),
         })
         .collect()
 }
@@ -202,13 +252,22 @@ mod tests {
             document: document.to_owned(),
         };
         let rows = vec![
-            row(1, r#"{"components":{"a":{"requirements":{"r":{}}}}}"#, 0),
-            row(2, r#"{"components":{"a":{"requirements":{"r":{"severity":"minor"}}}}}"#, 0),
+            row(1, r#"{"apiVersion":"specaudit/v1","spec":"s","components":{"a":{"params":{"x":1},"requirements":{"r":{}}}}}"#, 0),
+            row(2, r#"{"apiVersion":"specaudit/v1","spec":"s","components":{"a":{"params":{"x":2},"requirements":{"r":{"severity":"minor"}}}}}"#, 0),
             row(3, "", 1),
         ];
         let h = history(&rows);
-        let kinds: Vec<Vec<&str>> = h.iter().map(|e| e.changes.iter().map(|c| c.kind).collect()).collect();
-        assert_eq!(kinds, [vec!["added"], vec!["changed"], vec!["removed"]]);
+        let kinds: Vec<Vec<(&str, &str)>> =
+            h.iter().map(|e| e.changes.iter().map(|c| (c.kind, c.target.as_str())).collect()).collect();
+        assert_eq!(
+            kinds,
+            [
+                vec![("params", "a"), ("added", "a/r")],
+                vec![("params", "a"), ("changed", "a/r")],
+                vec![("params", "a"), ("removed", "a/r")],
+            ]
+        );
+        assert_eq!(h[1].changes[1].fields, ["severity"]);
         assert_eq!(h[1].author, "a2");
         assert!(h[2].deleted);
     }

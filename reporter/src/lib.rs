@@ -9,7 +9,6 @@
 pub mod assemble;
 pub mod chart;
 pub mod config;
-pub mod diff;
 pub mod html;
 pub mod http;
 pub mod query;

@@ -166,7 +166,20 @@ pub struct HistoryEntry {
     pub author: String,
     pub comment: String,
     pub deleted: bool,
-    pub changes: Vec<crate::diff::RequirementChange>,
+    pub changes: Vec<RequirementChange>,
+}
+
+/// What happened to one requirement (or one component's params) in one version.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RequirementChange {
+    /// `<component>/<name>`; the component path for `params`; empty for `spec`.
+    pub target: String,
+    /// `added`, `removed`, `changed`, `params` (a component's params changed) or `spec`
+    /// (description, owners or alarms changed).
+    pub kind: &'static str,
+    /// For `changed`: the fields that differ (description, severity, tasks, check); for
+    /// `params`: the param names; for `spec`: the top-level fields.
+    pub fields: Vec<String>,
 }
 
 /// The report of one spec.

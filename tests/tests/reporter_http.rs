@@ -113,6 +113,10 @@ async fn access_control_reports_and_edits() {
     assert!(answer.body.contains("olga (editor)"), "{}", answer.body);
     let answer = get(&url("/specs/shop/edit"), Some(VIEWER)).await;
     assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    let answer = get(&url("/specs/shop/edit"), Some(OTHER_EDITOR)).await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN);
+    assert!(answer.body.contains("olga (editor) may not change spec shop"), "{}", answer.body);
+    assert_eq!(get(&url("/specs/shop/edit"), Some(EDITOR)).await.status, StatusCode::OK);
 
     // The owning editor patches version 2 into version 3, as author.
     let answer = http(Method::PATCH, &patch_url, Some(EDITOR), &[], PATCH_HEADERS).await;
@@ -130,6 +134,13 @@ async fn access_control_reports_and_edits() {
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
     let answer = http(Method::PATCH, &url("/api/v1/specs/shop"), Some(EDITOR), &[], "{\"op\": \"nonsense\"}").await;
     assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    let bad_severity = r#"[{"op": "replace", "path": "/components/web/requirements/headers/severity", "value": "urgent"}]"#;
+    let answer = http(Method::PATCH, &url("/api/v1/specs/shop?expect_version=3"), Some(EDITOR), &[], bad_severity).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
+    assert!(answer.body.contains("severity"), "{}", answer.body);
+    let missing = r#"[{"op": "remove", "path": "/components/nowhere"}]"#;
+    let answer = http(Method::PATCH, &url("/api/v1/specs/shop?expect_version=3"), Some(EDITOR), &[], missing).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", answer.body);
     // An admin replaces the whole spec against version 3 (If-Match).
     let answer = http(Method::PUT, &put_url, Some(ADMIN), &[("if-match", "\"3\"")], SHOP_V2).await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);

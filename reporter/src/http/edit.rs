@@ -1,7 +1,8 @@
 //! Spec edits from the UI and the API: who may make them, and publishing through the
-//! producer's `publish` (the code `specctl` uses) with the principal as author. The latest
-//! version comes from the compacted specs topic, the same source `publish` checks the
-//! expected version against, so an edit made against a stale page gets a conflict.
+//! producer's `publish` (the code `specctl apply` and `specctl patch` use) with the
+//! principal as author. Ownership is judged on the latest version from the specs topic;
+//! `publish` checks the expected version inside its fenced section, so an edit made
+//! against a stale page gets a conflict, and applies a JSON Patch there.
 
 use std::time::Duration;
 
@@ -36,7 +37,8 @@ async fn current(app: &App, spec: &str) -> Result<Option<SpecVersion>, HttpError
     Ok(latest.get(spec).filter(|v| !v.deleted).cloned())
 }
 
-fn owners_of(document: &str) -> Vec<String> {
+/// The `owners` of a stored spec document.
+pub(crate) fn owners_of(document: &str) -> Vec<String> {
     serde_json::from_str::<Value>(document)
         .ok()
         .and_then(|v| v.get("owners").and_then(|o| serde_json::from_value(o.clone()).ok()))
@@ -82,36 +84,31 @@ pub async fn apply(
             return Err(forbidden());
         }
     }
-    let next = match edit {
-        Edit::Replace(text) => Spec::parse(&text).map_err(invalid)?,
+    let change = match edit {
+        Edit::Replace(text) => {
+            let next = Spec::parse(&text).map_err(invalid)?;
+            if next.spec != spec {
+                return Err(HttpError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("the document names spec {:?} but was sent for {spec:?}; renaming is a new spec", next.spec),
+                ));
+            }
+            if current.is_none() && !principal.may_edit(&next.owners) {
+                return Err(forbidden());
+            }
+            Change::Replace(next)
+        }
         Edit::Patch(text) => {
-            let Some(current) = &current else {
+            if current.is_none() {
                 return Err(HttpError::new(StatusCode::NOT_FOUND, format!("spec {spec} does not exist: a patch needs a version to apply to")));
-            };
-            if let Some(expected) = expect_version {
-                if expected != current.version {
-                    return Err(conflict(spec, expected, current.version));
-                }
             }
             let patch: json_patch::Patch = serde_json::from_str(&text).map_err(|e| {
                 HttpError::new(StatusCode::BAD_REQUEST, format!("the body is not a JSON Patch (RFC 6902) array: {e}"))
             })?;
-            let mut doc: Value = serde_json::from_str(&current.document)
-                .map_err(|e| HttpError::new(StatusCode::INTERNAL_SERVER_ERROR, format!("the stored spec is not JSON: {e}")))?;
-            json_patch::patch(&mut doc, &patch)
-                .map_err(|e| HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("the patch does not apply to version {}: {e}", current.version)))?;
-            Spec::parse(&doc.to_string()).map_err(invalid)?
+            // Applied by the publisher to the version it fences, then validated in full.
+            Change::Edit { spec: spec.to_owned(), edit: specaudit_producer::edit::Edit::Patch(patch) }
         }
     };
-    if next.spec != spec {
-        return Err(HttpError::new(
-            StatusCode::BAD_REQUEST,
-            format!("the document names spec {:?} but was sent for {spec:?}; renaming is a new spec", next.spec),
-        ));
-    }
-    if current.is_none() && !principal.may_edit(&next.owners) {
-        return Err(forbidden());
-    }
     // Without an expected version the change was made against the one just read.
     let expect_version = expect_version.or(current.as_ref().map(|c| c.version));
     let meta = Meta {
@@ -119,14 +116,34 @@ pub async fn apply(
         comment: if comment.trim().is_empty() { "edited in specaudit-reporter".to_owned() } else { comment.trim().to_owned() },
         expect_version,
     };
-    publish(&app.config.kafka, Change::Replace(next), meta).await.map_err(|error| match error {
+    publish(&app.config.kafka, change, meta).await.map_err(|error| match error {
         PublishError::Conflict { spec, expected, current } => conflict(&spec, expected, current),
+        PublishError::Invalid { .. } | PublishError::Edit { .. } => {
+            HttpError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("nothing was published: {}", chain(&error)))
+        }
+        PublishError::Contended { .. } => HttpError::new(StatusCode::CONFLICT, error.to_string()),
         PublishError::NotFound { spec } => HttpError::new(StatusCode::NOT_FOUND, format!("spec {spec} does not exist")),
+        PublishError::TooLarge { .. } => HttpError::new(StatusCode::PAYLOAD_TOO_LARGE, error.to_string()),
         other => {
             tracing::warn!(error = %other, "publishing a spec edit failed");
             HttpError::new(StatusCode::BAD_GATEWAY, format!("cannot publish: {other}"))
         }
     })
+}
+
+/// An error with its sources, for a body that says everything the publisher knew.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(e) = source {
+        let more = e.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = e.source();
+    }
+    text
 }
 
 fn conflict(spec: &str, expected: i64, current: i64) -> HttpError {

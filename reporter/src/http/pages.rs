@@ -164,6 +164,12 @@ pub async fn alarms(
 
 async fn edit_page(app: &Shared, identity: &Identity, name: &str, problem: Option<&str>, status: StatusCode) -> Result<Response, HttpError> {
     let current = edit::latest(app, name).await.map_err(HttpError::page)?;
+    if let Some(p) = identity.principal() {
+        if !p.may_edit(&edit::owners_of(&current.document)) {
+            let message = format!("{} ({}) may not change spec {name}: only admins and editors named in its owners may", p.name, p.role.as_str());
+            return Err(HttpError::new(StatusCode::FORBIDDEN, message).page());
+        }
+    }
     let pretty = serde_json::from_str::<serde_json::Value>(&current.document)
         .ok()
         .and_then(|v| serde_json::to_string_pretty(&v).ok())
