@@ -30,6 +30,12 @@ pub struct IngestConfig {
     /// Kafka consumer group; every copy of the ingester joins it.
     #[serde(default = "default_group")]
     pub group_id: String,
+    /// Kafka static membership (`group.instance.id`): a name unique to this copy and stable
+    /// across its restarts (e.g. the host name). A copy that restarts within the session
+    /// timeout gets its partitions back at once, without a rebalance of the group; a copy
+    /// that stops for good keeps its partitions until the session timeout ends.
+    #[serde(default)]
+    pub instance_id: Option<String>,
     /// A table's batch is inserted when it holds this many rows...
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
@@ -63,6 +69,7 @@ impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
             group_id: default_group(),
+            instance_id: None,
             max_rows: default_max_rows(),
             max_delay: default_max_delay(),
             retry_backoff: default_retry_backoff(),

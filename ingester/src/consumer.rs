@@ -73,7 +73,11 @@ impl ConsumerContext for IngestContext {
 
 /// The group consumer, subscribed to `topics`.
 pub fn create(config: &IngesterConfig, context: IngestContext, topics: &[&str]) -> anyhow::Result<StreamConsumer<IngestContext>> {
-    let consumer: StreamConsumer<IngestContext> = specaudit_core::kafka::client_config(&config.kafka)
+    let mut client = specaudit_core::kafka::client_config(&config.kafka);
+    if let Some(instance) = &config.ingest.instance_id {
+        client.set("group.instance.id", instance);
+    }
+    let consumer: StreamConsumer<IngestContext> = client
         .set("group.id", &config.ingest.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

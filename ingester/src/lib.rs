@@ -4,24 +4,43 @@
 //! # Why no crash point loses or doubles a row
 //!
 //! - **Nothing is lost**: an offset is committed only after every record below it is in
-//!   ClickHouse (its row inserted, or its dead letter acknowledged by Kafka). A crash before
-//!   the commit makes the group read those records again.
-//! - **Nothing is doubled**: every row carries its Kafka partition and offset. After an
-//!   assignment the ingester asks ClickHouse for the highest offset each partition already
-//!   has; records at or below it are checked against the offsets present and only the
-//!   missing ones are inserted. An insert whose outcome is unclear (timeout, dropped
-//!   connection, server restart) raises that mark to the batch's end, so the retry inserts
-//!   only what did not land, even if the server wrote part of the batch.
-//! - **The rollup follows the raw table**: `assertions_minutely` is fed by a materialized
-//!   view from the very blocks inserted into `assertions`, so a row is rolled up once
-//!   exactly when it is inserted once.
-//! - **Rebalances**: one task owns the consumer and awaits each insert inline, so a
+//!   ClickHouse (its row and its rollup inserted, or its dead letter acknowledged by
+//!   Kafka). A crash before the commit makes the group read those records again.
+//! - **The raw table is never doubled**: every row carries its Kafka partition and offset.
+//!   After an assignment the ingester asks ClickHouse for the highest offset each partition
+//!   already has; records at or below it are checked one by one against the offsets
+//!   present, and only the missing ones are inserted. An insert whose outcome is unclear
+//!   (timeout, dropped connection, server restart, refusal) raises that mark to the end of
+//!   what it carried, so the retry inserts only what did not land — also when ClickHouse
+//!   wrote part of it (one part per month, a stream cut at a block boundary).
+//! - **The rollup is neither short nor doubled**: a materialized view would be fed after
+//!   the raw block lands, so a crash in between would leave raw rows the rollup never
+//!   counts. The ingester writes the rollup itself ([`rollup`]), after the raw rows, in
+//!   inserts of one compressed block each, every one carrying a progress row that moves
+//!   the partition's rollup mark past the offsets it covers. Such an insert is read whole
+//!   or not at all and lands as one part, so rows and mark move together; records below
+//!   the mark are never rolled up again, records at or past it always are.
+//! - **Rebalances**: one task owns the consumer and awaits each flush inline, so a
 //!   revocation (delivered inside `recv`) never races an insert. Pending rows of revoked
-//!   partitions are dropped and the partition's progress forgotten; messages of partitions
-//!   no longer owned are ignored. The new owner learns the progress from ClickHouse again.
+//!   partitions are dropped and their progress forgotten; messages of partitions no longer
+//!   owned are ignored; the new owner learns the progress from ClickHouse again. A commit
+//!   that lands late (from an older generation) only moves the group back to records
+//!   already stored, which the checks above recognise.
+//! - **Outages**: while a flush keeps failing the loop pauses its partitions and keeps
+//!   polling, so it stays in the group instead of being evicted after
+//!   `max.poll.interval.ms` while still holding rows — an evicted member inserting after
+//!   the new owner checked is the one way two writers could race. One insert is bounded by
+//!   its timeouts, far below that interval.
+//!
+//! What this rests on: ClickHouse keeps what it acknowledged (18.16 does not fsync parts,
+//! so a power loss right after an insert can lose it after the commit), and only one
+//! ingester writes a partition at a time (a member whose insert outlives the group's
+//! patience is evicted — the timeouts above keep that from happening).
 //!
 //! `spec_versions` and `agents` are ReplacingMergeTree tables keyed by (spec, version) and
-//! agent: even a row written twice collapses to one.
+//! agent: even a row written twice collapses to one. Dead letters are written to their
+//! topic at least once (a crash between the send and the commit sends them again); the
+//! `dead_letters` table holds each message of that topic exactly once.
 
 pub mod batch;
 pub mod config;

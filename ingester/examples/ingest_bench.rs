@@ -1,0 +1,315 @@
+//! End-to-end ingest bench against the real stack, every figure from the same run:
+//!
+//! - ingester: the real `specaudit-ingester` (release) already in its group, then N Avro
+//!   assertions produced; time from the first send to all N queryable, peak RSS;
+//! - raw limits: a bare Kafka consume of the same topic, a bare ClickHouse insert of the
+//!   same rows (RowBinary, LZ4, 50,000-row inserts, no rollup);
+//! - ClickHouse's Kafka engine with materialized views into the same two tables, against
+//!   the ingester, both on the same rows as JSON (18.16 has no Avro input format);
+//! - p99 produce → queryable latency of probe records under a load at a tenth of the
+//!   ingester's measured rate.
+//!
+//! `cargo build --release -p specaudit-ingester --example ingest_bench && target/release/examples/ingest_bench`
+//! Environment: SPECAUDIT_TEST_BROKERS, SPECAUDIT_TEST_CLICKHOUSE (stack addresses),
+//! BENCH_N (default 1,000,000), BENCH_JSON (result file, default target/ingest_bench.json).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::message::Message;
+use rdkafka::producer::Producer;
+use rdkafka::{Offset, TopicPartitionList};
+use specaudit_core::codec::Codec;
+use specaudit_core::kafka::Topics;
+use specaudit_core::record::Assertion;
+use specaudit_ingester::rows::{AssertionRow, Source};
+use specaudit_tests::TestEnv;
+use support::{Ingester, Load, RssSampler};
+
+fn exe() -> PathBuf {
+    let me = std::env::current_exe().expect("current exe");
+    me.parent().and_then(|p| p.parent()).expect("target dir").join("specaudit-ingester")
+}
+
+async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
+    client.query(sql).fetch_one::<u64>().await.unwrap_or(0)
+}
+
+async fn wait_count(client: &clickhouse::Client, sql: &str, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(1800);
+    while count(client, sql).await < n {
+        assert!(Instant::now() < deadline, "{sql}: fewer than {n} rows");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn ready(ingester: &Ingester, client: &clickhouse::Client) {
+    while !ingester.get("/health").is_some_and(|h| h.contains("200 OK")) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Migrated and in the group with its partitions (the group's first join waits 3 s).
+    while count(client, "SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'assertions_minutely'").await == 0 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+}
+
+/// Produces `n` records (Avro or JSON) to `topic` on a thread.
+fn produce_thread(env: &TestEnv, topic: String, load: std::sync::Arc<Load>, n: u64, json: bool) -> std::thread::JoinHandle<()> {
+    let kafka = env.kafka.clone();
+    std::thread::spawn(move || {
+        let producer = support::producer(&kafka);
+        for i in 0..n {
+            let (key, bytes) = if json { load.json_record(i) } else { load.record(i) };
+            support::send(&producer, &topic, key, &bytes);
+        }
+        producer.flush(Duration::from_secs(300)).expect("flush");
+    })
+}
+
+/// Ingester run: ready first, then produce, until all rows are queryable. Rows/s, peak MiB.
+async fn ingester_run(env: &TestEnv, load: &std::sync::Arc<Load>, n: u64, json: bool) -> (f64, f64) {
+    let client = env.client();
+    let ingester = Ingester::spawn(&exe(), env, &format!("bench-{}", env.id), &[]);
+    let rss = RssSampler::start(ingester.pid());
+    ready(&ingester, &client).await;
+    let started = Instant::now();
+    let producer = produce_thread(env, Topics::new(&env.kafka.topic_prefix).assertions, load.clone(), n, json);
+    wait_count(&client, "SELECT count() FROM assertions", n).await;
+    wait_count(&client, "SELECT sum(passes + failures + errors + skips) FROM assertions_minutely", load.count_sum(n)).await;
+    let elapsed = started.elapsed();
+    producer.join().expect("producer");
+    let peak = rss.peak_mib();
+    drop(ingester);
+    (n as f64 / elapsed.as_secs_f64(), peak)
+}
+
+fn bare_consume(env: &TestEnv, n: u64) -> f64 {
+    let topic = Topics::new(&env.kafka.topic_prefix).assertions;
+    let consumer: BaseConsumer = specaudit_core::kafka::client_config(&env.kafka)
+        .set("group.id", format!("bare-{}", env.id))
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
+    let mut list = TopicPartitionList::new();
+    for p in metadata.topics()[0].partitions() {
+        list.add_partition_offset(&topic, p.id(), Offset::Beginning).expect("partition");
+    }
+    consumer.assign(&list).expect("assign");
+    let started = Instant::now();
+    let mut seen = 0u64;
+    let mut bytes = 0usize;
+    while seen < n {
+        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
+            bytes += m.payload().map_or(0, <[u8]>::len);
+            seen += 1;
+        }
+    }
+    std::hint::black_box(bytes);
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+async fn bare_insert(env: &TestEnv, load: &Load, n: u64) -> f64 {
+    let client = env.client();
+    client.query("CREATE TABLE assertions_bare AS assertions").execute().await.expect("create");
+    let codec = Codec::<Assertion>::new();
+    let rows: Vec<AssertionRow> = (0..n)
+        .map(|i| {
+            let a = codec.decode(&load.record(i).1).expect("decode");
+            AssertionRow::new(a, Source { partition: (i % 6) as i32, offset: i as i64 })
+        })
+        .collect();
+    let started = Instant::now();
+    for chunk in rows.chunks(50_000) {
+        let mut insert = client.insert::<AssertionRow>("assertions_bare").await.expect("insert");
+        for row in chunk {
+            insert.write(row).await.expect("write");
+        }
+        insert.end().await.expect("end");
+    }
+    n as f64 / started.elapsed().as_secs_f64()
+}
+
+/// ClickHouse's Kafka engine reading the JSON topic, with materialized views into the
+/// same raw table and rollup the ingester writes. Rows/s, or the error.
+async fn kafka_engine(env: &TestEnv, load: &std::sync::Arc<Load>, n: u64) -> Result<f64, String> {
+    let db = &env.clickhouse.database;
+    let server = specaudit_core::clickhouse::server_client(&env.clickhouse);
+    specaudit_ingester::migrate::migrate(&env.clickhouse).await.map_err(|e| e.to_string())?;
+    let topic = Topics::new(&env.kafka.topic_prefix).assertions;
+    let ddl = [
+        format!(
+            "CREATE TABLE {db}.assertions_queue (assertion_id String, ts Int64, spec String, spec_version UInt64, \
+             component String, instance String, agent_id String, requirement String, task String, outcome String, \
+             severity String, count UInt32, message String, details String) ENGINE = Kafka SETTINGS \
+             kafka_broker_list = '{}', kafka_topic_list = '{topic}', kafka_group_name = 'engine-{}', \
+             kafka_format = 'JSONEachRow', kafka_num_consumers = 1",
+            env.kafka.brokers, env.id
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW {db}.assertions_queue_mv TO {db}.assertions AS SELECT toUUID(assertion_id) AS assertion_id, \
+             toUInt64(ts) AS ts_ms, spec, spec_version, component, instance, agent_id, requirement, task, \
+             CAST(outcome AS Enum8('pass' = 1, 'fail' = 2, 'error' = 3, 'skip' = 4)) AS outcome, \
+             CAST(severity AS Enum8('critical' = 1, 'major' = 2, 'minor' = 3, 'info' = 4)) AS severity, count, message, details, \
+             [] AS label_keys, [] AS label_values, toInt32(0) AS kafka_partition, toInt64(0) AS kafka_offset FROM {db}.assertions_queue"
+        ),
+        format!(
+            "CREATE MATERIALIZED VIEW {db}.rollup_mv TO {db}.assertions_minutely AS SELECT \
+             toStartOfMinute(toDateTime(intDiv(ts_ms, 1000))) AS minute, spec, spec_version, component, instance, requirement, severity, \
+             sum(if(outcome = 'pass', toUInt64(count), toUInt64(0))) AS passes, sum(if(outcome = 'fail', toUInt64(count), toUInt64(0))) AS failures, \
+             sum(if(outcome = 'error', toUInt64(count), toUInt64(0))) AS errors, sum(if(outcome = 'skip', toUInt64(count), toUInt64(0))) AS skips, \
+             toInt32(-1) AS kafka_partition, toUInt64(0) AS kafka_offsets \
+             FROM {db}.assertions GROUP BY minute, spec, spec_version, component, instance, requirement, severity"
+        ),
+    ];
+    for sql in &ddl {
+        server.query(sql).execute().await.map_err(|e| format!("{e}"))?;
+    }
+    // The engine's consumer joins its group and starts at the end of the topic.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let client = env.client();
+    let started = Instant::now();
+    let producer = produce_thread(env, topic, load.clone(), n, true);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while count(&client, "SELECT count() FROM assertions").await < n {
+        if Instant::now() > deadline {
+            return Err(format!("only {} of {n} rows after 600 s", count(&client, "SELECT count() FROM assertions").await));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let elapsed = started.elapsed();
+    producer.join().expect("producer");
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
+/// p50/p99 produce → queryable of 100 probes/s under a background load at `rate` rows/s.
+async fn latency(env: &TestEnv, load: &std::sync::Arc<Load>, rate: f64, seconds: u64) -> (f64, f64, usize) {
+    let client = env.client();
+    let ingester = Ingester::spawn(&exe(), env, &format!("lat-{}", env.id), &[]);
+    ready(&ingester, &client).await;
+    let topic = Topics::new(&env.kafka.topic_prefix).assertions;
+    let kafka = env.kafka.clone();
+    let load = load.clone();
+    let sender = std::thread::spawn(move || {
+        let producer = support::producer(&kafka);
+        let codec = Codec::<Assertion>::new();
+        let started = Instant::now();
+        let mut sent = 0u64;
+        let mut probe = 0u64;
+        while started.elapsed() < Duration::from_secs(seconds) {
+            let due = (started.elapsed().as_secs_f64() * rate) as u64;
+            while sent < due {
+                let (key, bytes) = load.record(sent);
+                support::send(&producer, &topic, key, &bytes);
+                sent += 1;
+            }
+            if started.elapsed().as_millis() as u64 / 10 > probe {
+                let mut a = codec.decode(&load.record(0).1).expect("decode");
+                a.spec = "probe".into();
+                a.instance = format!("p{probe}");
+                a.ts = specaudit_core::record::now_ms();
+                support::send(&producer, &topic, &a.instance, &codec.encode(&a).expect("encode"));
+                producer.poll(Duration::ZERO);
+                probe += 1;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        producer.flush(Duration::from_secs(60)).expect("flush");
+        probe
+    });
+    let mut seen: HashMap<String, f64> = HashMap::new();
+    let mut probes: Option<(u64, Instant)> = None;
+    loop {
+        let rows: Vec<(String, i64)> = client
+            .query("SELECT instance, ts_ms FROM assertions WHERE spec = 'probe'")
+            .fetch_all()
+            .await
+            .unwrap_or_default();
+        let now = specaudit_core::record::now_ms();
+        for (instance, ts) in rows {
+            seen.entry(instance).or_insert((now - ts) as f64);
+        }
+        if probes.is_none() && sender.is_finished() {
+            probes = Some((0, Instant::now()));
+        }
+        if let Some((_, since)) = probes {
+            // Every probe is in once the load has ended and two polls found nothing new.
+            if since.elapsed() > Duration::from_secs(10) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let sent = sender.join().unwrap_or(0);
+    assert_eq!(seen.len() as u64, sent, "every probe must arrive");
+    drop(ingester);
+    let mut lat: Vec<f64> = seen.into_values().collect();
+    lat.sort_by(f64::total_cmp);
+    let pct = |q: f64| lat[((lat.len() as f64 * q) as usize).min(lat.len() - 1)];
+    (pct(0.5), pct(0.99), lat.len())
+}
+
+#[tokio::main]
+async fn main() {
+    let n: u64 = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
+    let load = std::sync::Arc::new(Load::new(600));
+    assert!(exe().exists(), "build the ingester first: cargo build --release -p specaudit-ingester");
+
+    let avro = TestEnv::new().await;
+    let (ingester_rate, peak_mib) = ingester_run(&avro, &load, n, false).await;
+    println!("ingester (avro): {ingester_rate:.0} rows/s produced → queryable, peak RSS {peak_mib:.1} MiB");
+    let consume_rate = bare_consume(&avro, n);
+    println!("bare kafka consume: {consume_rate:.0} rows/s");
+    let insert_rate = bare_insert(&avro, &load, n).await;
+    println!("bare clickhouse insert: {insert_rate:.0} rows/s");
+    let limit = consume_rate.min(insert_rate);
+
+    let json_ingester = TestEnv::new().await;
+    let (ingester_json_rate, _) = ingester_run(&json_ingester, &load, n, true).await;
+    println!("ingester (json): {ingester_json_rate:.0} rows/s");
+    let engine_env = TestEnv::new().await;
+    let engine = kafka_engine(&engine_env, &load, n).await;
+    match &engine {
+        Ok(rate) => println!("kafka engine (json): {rate:.0} rows/s"),
+        Err(error) => println!("kafka engine failed: {error}"),
+    }
+
+    let lat_env = TestEnv::new().await;
+    let (p50, p99, probes) = latency(&lat_env, &load, ingester_rate / 10.0, 20).await;
+    println!("latency at {:.0} rows/s: p50 {p50:.0} ms, p99 {p99:.0} ms over {probes} probes", ingester_rate / 10.0);
+
+    let ratio_limit = ingester_rate / limit;
+    let ratio_engine = engine.as_ref().map(|e| ingester_json_rate / e).ok();
+    println!("ratio vs the smaller raw limit: {ratio_limit:.2}");
+    if let Some(r) = ratio_engine {
+        println!("ratio vs the kafka engine (json): {r:.2}");
+    }
+    let result = serde_json::json!({
+        "rows": n,
+        "ingester_rows_per_s": ingester_rate,
+        "ingester_json_rows_per_s": ingester_json_rate,
+        "bare_kafka_consume_rows_per_s": consume_rate,
+        "bare_clickhouse_insert_rows_per_s": insert_rate,
+        "ratio_vs_smaller_raw_limit": ratio_limit,
+        "kafka_engine_rows_per_s": engine.as_ref().ok(),
+        "kafka_engine_error": engine.as_ref().err(),
+        "ratio_vs_kafka_engine": ratio_engine,
+        "latency_load_rows_per_s": ingester_rate / 10.0,
+        "latency_p50_ms": p50,
+        "latency_p99_ms": p99,
+        "latency_probes": probes,
+        "ingester_peak_rss_mib": peak_mib,
+    });
+    let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/ingest_bench.json".into());
+    std::fs::write(&path, serde_json::to_string_pretty(&result).expect("json")).expect("write result");
+    println!("result written to {path}");
+    for env in [avro, json_ingester, engine_env, lat_env] {
+        env.cleanup().await;
+    }
+}
