@@ -1,5 +1,25 @@
 //! The web server: the UI ([`pages`]), the JSON/CSV API and spec edits ([`api`], [`edit`]),
 //! behind bearer-token access control ([`auth`]). `/health` and `/metrics` are open.
+//!
+//! Every report page and endpoint takes the filters `spec`, `component` (a subtree),
+//! `since` (e.g. `1h`) or `from`/`to` (RFC 3339 or epoch ms), and `severity` (a comma list).
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `GET /` | overview: compliance per spec and component type, chart, coverage |
+//! | `GET /specs/{spec}` | the spec for people, every requirement coloured by its status |
+//! | `GET /specs/{spec}/components/{component}` | a component subtree, its recent failures |
+//! | `GET /specs/{spec}/requirements/{component}/{name}` | one requirement, its recent failures |
+//! | `GET /specs/{spec}/history` | versions, authors, requirement-level changes |
+//! | `GET, POST /specs/{spec}/edit` | JSON Patch or full replace (editors of the spec, admins) |
+//! | `GET /agents`, `GET /alarms` | agents (version in use, last seen), alarm transitions and waivers |
+//! | `GET, POST /login`, `POST /logout` | the token once, then an HttpOnly SameSite=Strict cookie |
+//! | `GET /api/v1/report[.csv]` | the report; `?format=json\|csv\|markdown\|html` |
+//! | `GET /api/v1/agents[.csv]`, `GET /api/v1/alarms[.csv]` | the same lists as data |
+//! | `GET /api/v1/specs/{spec}` | the latest version as published |
+//! | `GET /api/v1/specs/{spec}/history` | every version with its changes |
+//! | `PUT /api/v1/specs/{spec}` | full replace, YAML or JSON body; `?expect_version=N` or `If-Match: "N"` |
+//! | `PATCH /api/v1/specs/{spec}` | RFC 6902 JSON Patch body; `?expect_version=N` or `If-Match`, `?comment=` |
 
 pub mod api;
 pub mod auth;
