@@ -67,7 +67,6 @@ fn uuid_like() -> String {
 
 struct Driver {
     process: tokio::process::Child,
-    url: String,
     profile: std::path::PathBuf,
 }
 
@@ -115,7 +114,7 @@ async fn start_driver() -> (Driver, Client) {
         .connect(&url)
         .await
         .expect("open a chromium session");
-    (Driver { process, url, profile }, client)
+    (Driver { process, profile }, client)
 }
 
 async fn req_statuses(browser: &Client) -> BTreeMap<String, (String, (u8, u8, u8), (u8, u8, u8))> {
@@ -131,39 +130,21 @@ async fn req_statuses(browser: &Client) -> BTreeMap<String, (String, (u8, u8, u8
     out
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_colour_coded_spec_in_chromium() {
-    if !Path::new(CHROMIUM).exists() {
-        eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install chromium chromium-driver, or deploy/local/stack install)");
-        return;
-    }
-    let env = TestEnv::new().await;
-    let now = now_ms();
-    craft(&env, now).await;
-    publish_shop(&env).await;
-    // The ingester stores the versions the editor publishes.
-    let ingester_config = IngesterConfig {
-        kafka: env.kafka.clone(),
-        clickhouse: env.clickhouse.clone(),
-        ingest: IngestConfig { group_id: format!("test-{}", env.id), max_delay: Duration::from_millis(100), ..IngestConfig::default() },
-        ..IngesterConfig::default()
-    };
-    let stop_ingester = CancellationToken::new();
-    let ingester = tokio::spawn(specaudit_ingester::run(ingester_config, stop_ingester.clone()));
-    let server = serve(config(&env, true)).await;
-    let (mut driver, browser) = start_driver().await;
-
+/// What the browser does and checks; runs in its own task so the session is closed and
+/// chromedriver stopped even when a check fails.
+async fn scenario(browser: Client, base: String) {
+    let page = |path: &str| format!("{base}{path}");
     // Log in once with the editor's token.
-    browser.goto(&server.url("/login")).await.unwrap();
+    browser.goto(&page("/login")).await.unwrap();
     browser.find(Locator::Id("token")).await.unwrap().send_keys(EDITOR).await.unwrap();
     browser.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
     assert_eq!(browser.current_url().await.unwrap().path(), "/");
     assert!(browser.source().await.unwrap().contains("eddie"));
 
     // The spec page: every requirement in the colour of its data.
-    browser.goto(&server.url("/specs/shop?since=1h")).await.unwrap();
+    browser.goto(&page("/specs/shop?since=1h")).await.unwrap();
     let shown = req_statuses(&browser).await;
-    let data = get(&server.url("/api/v1/report?spec=shop&since=1h"), Some(VIEWER)).await.json();
+    let data = get(&page("/api/v1/report?spec=shop&since=1h"), Some(VIEWER)).await.json();
     let expected = rolled_up(&data);
     assert_eq!(shown.keys().collect::<Vec<_>>(), expected.keys().collect::<Vec<_>>());
     for (id, (status, border, background)) in &shown {
@@ -192,7 +173,7 @@ async fn the_colour_coded_spec_in_chromium() {
     assert_eq!(critical.keys().map(String::as_str).collect::<Vec<_>>(), ["db/backup", "web/tls"]);
 
     // As the editor, make web/headers critical with a JSON Patch, then see version 3.
-    browser.goto(&server.url("/specs/shop/edit")).await.unwrap();
+    browser.goto(&page("/specs/shop/edit")).await.unwrap();
     let patch = r#"[{"op": "replace", "path": "/components/web/requirements/headers/severity", "value": "critical"}]"#;
     browser.find(Locator::Id("patch")).await.unwrap().send_keys(patch).await.unwrap();
     browser.find(Locator::Id("patch-comment")).await.unwrap().send_keys("headers are critical").await.unwrap();
@@ -209,24 +190,52 @@ async fn the_colour_coded_spec_in_chromium() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         browser.refresh().await.unwrap();
     }
-    browser.goto(&server.url("/specs/shop?since=1h&severity=critical")).await.unwrap();
+    browser.goto(&page("/specs/shop?since=1h&severity=critical")).await.unwrap();
     let critical = req_statuses(&browser).await;
     assert_eq!(critical.keys().map(String::as_str).collect::<Vec<_>>(), ["db/backup", "web/headers", "web/tls"]);
     // The history names the editor and the requirement that changed.
-    browser.goto(&server.url("/specs/shop/history")).await.unwrap();
+    browser.goto(&page("/specs/shop/history")).await.unwrap();
     let newest = browser.find(Locator::Css("section.version")).await.unwrap();
     assert_eq!(newest.attr("data-version").await.unwrap().as_deref(), Some("3"));
     assert_eq!(newest.find(Locator::Css(".author")).await.unwrap().text().await.unwrap(), "eddie");
     let change = newest.find(Locator::Css("li.change-changed")).await.unwrap().text().await.unwrap();
     assert_eq!(change, "changed web/headers: severity");
 
-    browser.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_colour_coded_spec_in_chromium() {
+    if !Path::new(CHROMIUM).exists() {
+        eprintln!("SKIPPED: {CHROMIUM} is not installed (apt-get install chromium chromium-driver, or deploy/local/stack install)");
+        return;
+    }
+    let env = TestEnv::new().await;
+    let now = now_ms();
+    craft(&env, now).await;
+    publish_shop(&env).await;
+    // The ingester stores the versions the editor publishes.
+    let ingester_config = IngesterConfig {
+        kafka: env.kafka.clone(),
+        clickhouse: env.clickhouse.clone(),
+        ingest: IngestConfig { group_id: format!("test-{}", env.id), max_delay: Duration::from_millis(100), ..IngestConfig::default() },
+        ..IngesterConfig::default()
+    };
+    let stop_ingester = CancellationToken::new();
+    let ingester = tokio::spawn(specaudit_ingester::run(ingester_config, stop_ingester.clone()));
+    let server = serve(config(&env, true)).await;
+    let (mut driver, browser) = start_driver().await;
+
+    let run = tokio::spawn(scenario(browser.clone(), server.url("")));
+    let outcome = run.await;
+    let _ = browser.close().await;
     let _ = driver.process.kill().await;
     let _ = driver.process.wait().await;
     let _ = std::fs::remove_dir_all(&driver.profile);
-    let _ = driver.url;
     server.shutdown().await;
     stop_ingester.cancel();
     ingester.await.unwrap().unwrap();
     env.cleanup().await;
+    if let Err(failure) = outcome {
+        std::panic::resume_unwind(failure.into_panic());
+    }
 }
