@@ -351,3 +351,57 @@ pub fn login_page(problem: Option<&str>) -> String {
     );
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::report::{cells, group_by, Coverage, Observed, ScopeEcho, Summary};
+    use crate::scope::Scope;
+
+    const SPEC: &str = "apiVersion: specaudit/v1\nspec: s\ncomponents:\n  a:\n    description: \"<script>alert(1)</script>\"\n    requirements:\n      ok: {}\n      bad: {}\n      err: {}\n      none: {}\n";
+
+    #[test]
+    fn every_requirement_wears_the_colour_of_its_status_and_text_is_escaped() {
+        let spec = Spec::parse(SPEC).unwrap();
+        let scope = Scope { spec: None, component: None, from_ms: 0, to_ms: 60_000, severities: vec![] };
+        let seen = |passes, failures, errors| Observed { severity: "major".into(), passes, failures, errors, ..Observed::default() };
+        let observed = BTreeMap::from([
+            (("a/ok".to_owned(), "a".to_owned()), seen(3, 0, 0)),
+            (("a/bad".to_owned(), "a".to_owned()), seen(3, 1, 0)),
+            (("a/err".to_owned(), "a".to_owned()), seen(3, 0, 1)),
+        ]);
+        let cells = cells(&spec, &scope, &observed, &BTreeSet::new());
+        let spec_report = SpecReport {
+            spec: "s".into(),
+            version: 7,
+            summary: Summary::of(&cells),
+            components: group_by(&cells, |c| &c.component),
+            component_types: group_by(&cells, |c| &c.component_type),
+            coverage: Coverage::default(),
+            history: vec![],
+            cells,
+        };
+        let whole = Report {
+            from_ms: 0,
+            to_ms: 60_000,
+            scope: ScopeEcho { spec: None, component: None, severities: vec![] },
+            summary: spec_report.summary.clone(),
+            specs: vec![],
+            agents: vec![],
+            alarms: vec![],
+            bucket_ms: 60_000,
+            timeline: vec![],
+        };
+        let page = spec_page(&spec, &spec_report, &whole, &Filters::default(), false, Some("version <8> was published"));
+        for (id, status) in [("a/ok", Status::Compliant), ("a/bad", Status::Failing), ("a/err", Status::Error), ("a/none", Status::Unknown)] {
+            let div = format!("data-requirement=\"{id}\" data-status=\"{}\" style=\"border-left-color:{}\"", status.as_str(), colour(status));
+            assert!(page.contains(&div), "{id}: {page}");
+        }
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;") && !page.contains("<script>"));
+        assert!(page.contains("version &lt;8&gt; was published"));
+        assert!(page.contains("<span id=\"version\">7</span>"));
+        assert!(!page.contains("/edit\""), "no editor link without the right to edit");
+    }
+}
