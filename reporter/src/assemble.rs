@@ -28,6 +28,10 @@ pub struct Options {
     pub max_alarms: u64,
     /// The present, in milliseconds (silence is judged against the earlier of this and `to`).
     pub now_ms: u64,
+    /// Whether to read the pass/fail timeline (a second pass over the rollup).
+    pub timeline: bool,
+    /// Whether to read each spec's versions for the history in the range.
+    pub history: bool,
 }
 
 impl Default for Options {
@@ -38,6 +42,8 @@ impl Default for Options {
             buckets: 120,
             max_alarms: 500,
             now_ms: specaudit_core::record::now_ms().max(0) as u64,
+            timeline: true,
+            history: true,
         }
     }
 }
@@ -184,10 +190,14 @@ pub async fn report(client: &clickhouse::Client, scope: &Scope, options: &Option
             .map(|a| a.component.clone())
             .collect();
         let cells = cells(&spec, scope, &observed, &heartbeating);
-        let history = history(&query::versions(client, &name).await?)
-            .into_iter()
-            .filter(|h| h.ts_ms >= scope.from_ms && h.ts_ms <= scope.to_ms)
-            .collect();
+        let history = if options.history {
+            history(&query::versions(client, &name).await?)
+                .into_iter()
+                .filter(|h| h.ts_ms >= scope.from_ms && h.ts_ms <= scope.to_ms)
+                .collect()
+        } else {
+            Vec::new()
+        };
         specs.push(SpecReport {
             summary: Summary::of(&cells),
             components: group_by(&cells, |c| &c.component),
@@ -201,7 +211,8 @@ pub async fn report(client: &clickhouse::Client, scope: &Scope, options: &Option
     }
     let step_s = bucket_seconds(scope, options.buckets);
     let mut timeline: BTreeMap<u64, Bucket> = BTreeMap::new();
-    for (start_s, severity, passes, failures, errors) in query::timeline(client, scope, step_s).await? {
+    let rows = if options.timeline { query::timeline(client, scope, step_s).await? } else { Vec::new() };
+    for (start_s, severity, passes, failures, errors) in rows {
         if scope.admits_severity(&severity) {
             let bucket = timeline.entry(start_s).or_insert_with(|| Bucket { start_ms: start_s * 1000, ..Bucket::default() });
             bucket.passes += passes;

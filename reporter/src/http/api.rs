@@ -25,6 +25,17 @@ pub struct ReportQuery {
 async fn make_report(app: &Shared, filters: &Filters) -> Result<Report, HttpError> {
     let scope = filters.scope(now_ms(), app.config.report.default_range)?;
     let options = app.options();
+    make_report_with(app, scope, options).await
+}
+
+/// Agents and alarms need neither the timeline nor the history.
+async fn make_list(app: &Shared, filters: &Filters) -> Result<Report, HttpError> {
+    let scope = filters.scope(now_ms(), app.config.report.default_range)?;
+    let options = assemble::Options { timeline: false, history: false, ..app.options() };
+    make_report_with(app, scope, options).await
+}
+
+async fn make_report_with(app: &Shared, scope: crate::scope::Scope, options: assemble::Options) -> Result<Report, HttpError> {
     within(async { Ok(assemble::report(&app.client, &scope, &options).await?) }).await
 }
 
@@ -51,7 +62,7 @@ pub async fn report_csv(State(app): State<Shared>, Query(filters): Query<Filters
 
 /// GET /api/v1/agents
 pub async fn agents(State(app): State<Shared>, Query(filters): Query<Filters>) -> Result<Response, HttpError> {
-    Ok(Json(make_report(&app, &filters).await?.agents).into_response())
+    Ok(Json(make_list(&app, &filters).await?.agents).into_response())
 }
 
 /// The agents' CSV columns; new columns are only ever appended.
@@ -59,7 +70,7 @@ pub const AGENTS_CSV_HEADER: &str = "agent_id,component,instance,specs,last_seen
 
 /// GET /api/v1/agents.csv
 pub async fn agents_csv(State(app): State<Shared>, Query(filters): Query<Filters>) -> Result<Response, HttpError> {
-    let report = make_report(&app, &filters).await?;
+    let report = make_list(&app, &filters).await?;
     let mut out = String::from(AGENTS_CSV_HEADER);
     for a in &report.agents {
         let specs: Vec<String> = a.specs.iter().map(|s| format!("{}@{}", s.spec, s.version)).collect();
@@ -82,7 +93,7 @@ pub async fn agents_csv(State(app): State<Shared>, Query(filters): Query<Filters
 
 /// GET /api/v1/alarms
 pub async fn alarms(State(app): State<Shared>, Query(filters): Query<Filters>) -> Result<Response, HttpError> {
-    Ok(Json(make_report(&app, &filters).await?.alarms).into_response())
+    Ok(Json(make_list(&app, &filters).await?.alarms).into_response())
 }
 
 /// The alarms' CSV columns; new columns are only ever appended.
@@ -90,7 +101,7 @@ pub const ALARMS_CSV_HEADER: &str = "ts_ms,fingerprint,rule,state,severity,spec,
 
 /// GET /api/v1/alarms.csv
 pub async fn alarms_csv(State(app): State<Shared>, Query(filters): Query<Filters>) -> Result<Response, HttpError> {
-    let report = make_report(&app, &filters).await?;
+    let report = make_list(&app, &filters).await?;
     let mut out = String::from(ALARMS_CSV_HEADER);
     for a in &report.alarms {
         let fields = [

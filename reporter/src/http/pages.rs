@@ -25,19 +25,29 @@ fn scope(app: &Shared, filters: &Filters) -> Result<Scope, HttpError> {
     filters.scope(now_ms(), app.config.report.default_range).map_err(|e| HttpError::from(e).page())
 }
 
-async fn report(app: &Shared, scope: &Scope) -> Result<Report, HttpError> {
-    let options = app.options();
+/// What a page shows besides the matrix.
+#[derive(Debug, Clone, Copy)]
+struct Parts {
+    timeline: bool,
+    history: bool,
+}
+
+const ALL: Parts = Parts { timeline: true, history: true };
+const MATRIX: Parts = Parts { timeline: false, history: false };
+
+async fn report(app: &Shared, scope: &Scope, parts: Parts) -> Result<Report, HttpError> {
+    let options = crate::assemble::Options { timeline: parts.timeline, history: parts.history, ..app.options() };
     within(async { Ok(assemble::report(&app.client, scope, &options).await?) }).await.map_err(HttpError::page)
 }
 
 /// The spec's report and its latest document, for the spec, component and requirement pages.
-async fn spec_report(app: &Shared, name: &str, filters: &Filters) -> Result<(Spec, SpecReport, Report, Scope), HttpError> {
+async fn spec_report(app: &Shared, name: &str, filters: &Filters, parts: Parts) -> Result<(Spec, SpecReport, Report, Scope), HttpError> {
     if !valid_spec_name(name) {
         return Err(HttpError::new(StatusCode::NOT_FOUND, format!("{name:?} is not a spec name")).page());
     }
     let mut scope = scope(app, filters)?;
     scope.spec = Some(name.to_owned());
-    let mut whole = report(app, &scope).await?;
+    let mut whole = report(app, &scope, parts).await?;
     let Some(spec_report) = whole.specs.pop() else {
         return Err(HttpError::new(StatusCode::NOT_FOUND, format!("spec {name} has no readable version")).page());
     };
@@ -55,7 +65,7 @@ pub async fn overview(
     Extension(identity): Extension<Identity>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, HttpError> {
-    let report = report(&app, &scope(&app, &filters)?).await?;
+    let report = report(&app, &scope(&app, &filters)?, ALL).await?;
     Ok(page(&identity, "overview", html::overview(&report, &filters)))
 }
 
@@ -75,7 +85,7 @@ pub async fn spec(
     Path(name): Path<String>,
     Query(q): Query<SpecQuery>,
 ) -> Result<Response, HttpError> {
-    let (spec, spec_report, whole, _) = spec_report(&app, &name, &q.filters).await?;
+    let (spec, spec_report, whole, _) = spec_report(&app, &name, &q.filters, Parts { timeline: true, history: false }).await?;
     let can_edit = identity.principal().is_some_and(|p| p.may_edit(&spec.owners));
     let notice = q.published.map(|v| {
         if v > spec_report.version {
@@ -99,7 +109,7 @@ pub async fn component(
         return Err(HttpError::new(StatusCode::NOT_FOUND, format!("{component:?} is not a component path")).page());
     }
     let filters_here = Filters { component: Some(component.clone()), ..filters.clone() };
-    let (_, spec_report, _, scope) = spec_report(&app, &name, &filters_here).await?;
+    let (_, spec_report, _, scope) = spec_report(&app, &name, &filters_here, MATRIX).await?;
     let limit = app.config.report.recent_failures;
     let failures = within(async { Ok(crate::query::recent_failures(&app.client, &name, None, &scope, limit).await?) })
         .await
@@ -115,7 +125,7 @@ pub async fn requirement(
     Path((name, component, requirement)): Path<(String, String, String)>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, HttpError> {
-    let (spec, spec_report, _, scope) = spec_report(&app, &name, &filters).await?;
+    let (spec, spec_report, _, scope) = spec_report(&app, &name, &filters, MATRIX).await?;
     let id = format!("{component}/{requirement}");
     if !spec.components.get(&component).is_some_and(|c| c.requirements.contains_key(&requirement)) {
         return Err(HttpError::new(StatusCode::NOT_FOUND, format!("spec {name} has no requirement {id}")).page());
@@ -147,7 +157,7 @@ pub async fn agents(
     Extension(identity): Extension<Identity>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, HttpError> {
-    let report = report(&app, &scope(&app, &filters)?).await?;
+    let report = report(&app, &scope(&app, &filters)?, MATRIX).await?;
     let latest: BTreeMap<String, u64> = report.specs.iter().map(|s| (s.spec.clone(), s.version)).collect();
     Ok(page(&identity, "agents", html::agents_page(&report.agents, &latest, &filters)))
 }
@@ -158,7 +168,7 @@ pub async fn alarms(
     Extension(identity): Extension<Identity>,
     Query(filters): Query<Filters>,
 ) -> Result<Response, HttpError> {
-    let report = report(&app, &scope(&app, &filters)?).await?;
+    let report = report(&app, &scope(&app, &filters)?, MATRIX).await?;
     Ok(page(&identity, "alarms", html::alarms_page(&report, &filters)))
 }
 
