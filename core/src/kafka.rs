@@ -158,6 +158,8 @@ fn committed_reader(config: &KafkaConfig) -> Result<BaseConsumer, KafkaError> {
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
         .set("isolation.level", "read_committed")
+        // A reader stops at the end it was given; waiting for more data would only delay it.
+        .set("fetch.wait.max.ms", "10")
         .create()
 }
 
@@ -192,9 +194,12 @@ fn read_until(
     if ends.is_empty() {
         return Ok(());
     }
+    // Start at explicit offsets: resolving `Offset::Beginning` costs the consumer a
+    // round of its internal timers (about half a second) before the first fetch.
     let mut assignment = TopicPartitionList::new();
     for partition in ends.keys() {
-        assignment.add_partition_offset(topic, *partition, Offset::Beginning)?;
+        let (low, _) = consumer.fetch_watermarks(topic, *partition, timeout)?;
+        assignment.add_partition_offset(topic, *partition, Offset::Offset(low))?;
     }
     consumer.assign(&assignment)?;
     let deadline = Instant::now() + timeout;
@@ -203,7 +208,9 @@ fn read_until(
         if left.is_zero() {
             return Err(KafkaError::MessageConsumption(RDKafkaErrorCode::OperationTimedOut));
         }
-        match consumer.poll(left.min(Duration::from_millis(100))) {
+        // Short polls: the transaction markers that end a partition move the position
+        // without waking a poll.
+        match consumer.poll(left.min(Duration::from_millis(10))) {
             None => {}
             Some(Err(e)) => return Err(e),
             Some(Ok(message)) => each(&message),

@@ -249,6 +249,9 @@ fn attempt_once(config: &KafkaConfig, change: &Change, meta: &Meta, limit: usize
         .set("message.max.bytes", (limit + RECORD_OVERHEAD).max(1_000_000).to_string())
         .create()
         .map_err(kafka("create a transactional producer"))?;
+    // Connect first: a fresh transactional producer that finds no broker up yet waits half
+    // a second before it looks for its transaction coordinator again.
+    producer.client().fetch_metadata(None, TIMEOUT).map_err(kafka("connect"))?;
     producer.init_transactions(TIMEOUT).map_err(|e| fenced_or(e, 0, kafka("initialise transactions")))?;
 
     // Step 2: every decided version, up to the end as it is now.
