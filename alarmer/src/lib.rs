@@ -40,6 +40,8 @@
 //! deployment; one copy evaluates well over 10,000 assertions/s, see BENCHMARKS.md), or
 //! group them by instance.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod alarm;
 pub mod conditions;
 pub mod config;

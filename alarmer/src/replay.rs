@@ -54,15 +54,20 @@ impl ReplayContext {
 
     fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
         let since = specaudit_core::record::now_ms() - self.lookback_ms;
+        let partitions: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
+        // Ends first, times second: a record landing in between is newer than `since`
+        // and lies beyond the end read first, so starting there cannot skip it.
+        let highs: Vec<Option<i64>> = partitions
+            .iter()
+            .map(|(topic, partition)| consumer.fetch_watermarks(topic, *partition, TIMEOUT).map(|(_, high)| high).ok())
+            .collect();
         let mut query = TopicPartitionList::new();
-        for e in tpl.elements() {
-            let _ = query.add_partition_offset(e.topic(), e.partition(), Offset::Offset(since));
+        for (topic, partition) in &partitions {
+            let _ = query.add_partition_offset(topic, *partition, Offset::Offset(since));
         }
         let found = consumer.offsets_for_times(query, TIMEOUT);
         let mut targets = Vec::new();
-        let partitions: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
-        for (topic, partition) in partitions {
-            let high = consumer.fetch_watermarks(&topic, partition, TIMEOUT).map(|(_, high)| high).ok();
+        for ((topic, partition), high) in partitions.into_iter().zip(highs) {
             let start = found
                 .as_ref()
                 .ok()

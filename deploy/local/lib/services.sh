@@ -6,6 +6,8 @@ BIN_DIR="$REPO_DIR/target/debug"
 INGESTER_LOG="$LOG_DIR/ingester.log"
 DEMO_LOG="$LOG_DIR/demo.log"
 INGESTER_METRICS=127.0.0.1:9464
+ALARMER_LOG="$LOG_DIR/alarmer.log"
+ALARMER_METRICS=127.0.0.1:9465
 REPORTER_LOG="$LOG_DIR/reporter.log"
 REPORTER_ADDR=127.0.0.1:8080
 DEMO_SPEC="$REPO_DIR/examples/compute-service.yaml"
@@ -38,6 +40,21 @@ ingester_start() {
     wait_until ingester 30 "$pid" "$INGESTER_LOG" curl -fsS --max-time 2 "http://$INGESTER_METRICS/health"
 }
 
+# The alarmer with deploy/alarmer.toml, pushing to this stack's Alertmanager.
+alarmer_start() {
+    local pid
+    if pid=$(our_pid alarmer "$BIN_DIR/specaudit-alarmer"); then
+        info "alarmer already running (pid $pid)"
+        return 0
+    fi
+    say "starting specaudit-alarmer (metrics on $ALARMER_METRICS, alerts to Alertmanager)"
+    spawn alarmer "$ALARMER_LOG" env SPECAUDIT__TELEMETRY__LISTEN="$ALARMER_METRICS" \
+        SPECAUDIT__RECEIVERS__ALERTMANAGER__URL="http://$BIND_HOST:$ALERTMANAGER_PORT" \
+        "$BIN_DIR/specaudit-alarmer" --config "$REPO_DIR/deploy/alarmer.toml"
+    pid=$(<"$(pid_file alarmer)")
+    wait_until alarmer 60 "$pid" "$ALARMER_LOG" curl -fsS --max-time 2 "http://$ALARMER_METRICS/health"
+}
+
 reporter_start() {
     local pid
     if pid=$(our_pid reporter "$BIN_DIR/specaudit-reporter"); then
@@ -67,6 +84,7 @@ demo_fleet_start() {
 services_stop() {
     stop_pid demo "$BIN_DIR/specaudit-demo" 15
     stop_pid reporter "$BIN_DIR/specaudit-reporter" 15
+    stop_pid alarmer "$BIN_DIR/specaudit-alarmer" 15
     stop_pid ingester "$BIN_DIR/specaudit-ingester" 30
 }
 
@@ -82,6 +100,7 @@ cmd_demo() {
         "$BIN_DIR/specctl" --brokers "$BIND_HOST:$KAFKA_PORT" apply -f "$DEMO_SPEC" --author demo -m "demo spec" ||
             die "publishing the demo spec failed"
     fi
+    alarmer_start
     demo_fleet_start
     reporter_start
     say "letting the fleet report for 15 s"
@@ -99,7 +118,8 @@ cmd_demo() {
     ClickHouse (SQL over HTTP):       curl 'http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT/?database=specaudit' --data-binary \\
                                         "SELECT requirement, outcome, sum(count) FROM assertions GROUP BY requirement, outcome"
     ingester metrics / health:        http://$INGESTER_METRICS/metrics   http://$INGESTER_METRICS/health
-    Alertmanager:                     http://$BIND_HOST:$ALERTMANAGER_PORT/
+    alarmer metrics / health:         http://$ALARMER_METRICS/metrics   http://$ALARMER_METRICS/health
+    Alertmanager (alarmer alerts):    http://$BIND_HOST:$ALERTMANAGER_PORT/
     raw assertions on Kafka:          kcat -C -b $BIND_HOST:$KAFKA_PORT -t ${TOPIC_PREFIX}assertions -o -5 -e
     logs:                             $LOG_DIR/
     stop the services / everything:   deploy/local/stack demo-stop   /   deploy/local/stack down
