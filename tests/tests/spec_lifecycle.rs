@@ -130,6 +130,13 @@ async fn refused_specs_write_nothing() {
     assert!(err.contains("(line 22)"), "{err}");
     let validate = specctl_fails(&env, &["validate", "-f", &typo], 3);
     assert_eq!(validate, err);
+    // As data, for editors and CI.
+    let out = spec_support::specctl(&env, &["--format", "json", "validate", "-f", &typo]);
+    assert_eq!(out.status.code(), Some(3));
+    let data: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(data["valid"], false);
+    assert_eq!(data["problems"][0]["path"], "components.frontend.throttle.requirements.limit-set.chekc");
+    assert_eq!(data["problems"][0]["line"], 22);
 
     // Larger than the topic accepts: refused before anything is written.
     let admin: AdminClient<DefaultClientContext> = client_config(&env.kafka).create().unwrap();

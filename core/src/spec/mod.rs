@@ -3,6 +3,7 @@
 
 mod locate;
 mod resolve;
+mod strict;
 mod validate;
 
 use std::collections::BTreeMap;

@@ -196,3 +196,11 @@ fn every_field_of_the_model_is_in_the_published_schema() {
     assert_eq!(err.problems[0].path, "components.a.b-c_d.e.requirements.r2.weight");
     assert_eq!(err.problems[0].line, None);
 }
+
+#[test]
+fn alarm_policies_take_what_the_alarmer_reads() {
+    let text = "apiVersion: specaudit/v1\nspec: s\nalarms:\n  - match: {severity: [critical, major], component: frontend, requirement: 'frontend/*'}\n    when: {outliers: {max_fraction: 0.2, min_instances: 4}, window: 10m}\n  - when: {failure_ratio_above: 0.1, min_samples: 20}\n    for: 1h 30m\n  - when: {stale_version_for: 15m}\n";
+    let spec = Spec::parse(text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(spec.alarms.len(), 3);
+    assert_eq!(spec.alarms[1].hold.as_deref(), Some("1h 30m"));
+}

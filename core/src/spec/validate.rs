@@ -11,17 +11,19 @@ use std::sync::LazyLock;
 use jsonschema::error::ValidationErrorKind;
 use serde_json::Value;
 
-use super::locate::{Lines, Place, Step, StrictValue};
+use super::locate::{Lines, Place, Step};
+use super::strict::StrictValue;
 use super::Spec;
 use crate::check::CompiledCheck;
 use crate::spec::Check;
 
 /// One mistake in a spec, and where it is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Problem {
     /// Dotted path from the document root; empty for the document itself.
     pub path: String,
     /// 1-based line in the YAML or JSON text, where the spec came from text.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
     pub message: String,
 }
@@ -167,16 +169,32 @@ fn structure(value: &Value, found: &mut Vec<(Place, String)>) {
             ValidationErrorKind::Pattern { .. } if matches!(at.0.as_slice(), [Step::Key(k)] if k == "spec") => {
                 found.push((at, format!("{} is not a legal spec name ([a-z0-9][a-z0-9._-]*)", error.instance())));
             }
-            ValidationErrorKind::OneOfNotValid { .. } => found.push((
+            ValidationErrorKind::OneOfNotValid { .. } if is_when(&at) => found.push((
+                at,
+                "must name exactly one condition: failures_at_least, failure_ratio_above, outliers, silent_for or stale_version_for".into(),
+            )),
+            ValidationErrorKind::OneOfMultipleValid { .. } if is_when(&at) => found.push((
+                at,
+                "names more than one condition; one alarm policy has exactly one (write several policies)".into(),
+            )),
+            ValidationErrorKind::OneOfNotValid { .. } if is_check(&at) => found.push((
                 at,
                 "a check needs expr (CEL) or schema (JSON Schema); leave check out for a requirement the component asserts itself".into(),
             )),
-            ValidationErrorKind::OneOfMultipleValid { .. } => {
+            ValidationErrorKind::OneOfMultipleValid { .. } if is_check(&at) => {
                 found.push((at, "a check has either expr or schema, not both".into()));
             }
             _ => found.push((at, error.to_string())),
         }
     }
+}
+
+fn is_when(at: &Place) -> bool {
+    matches!(at.0.as_slice(), [Step::Key(a), Step::Index(_), Step::Key(w)] if a == "alarms" && w == "when")
+}
+
+fn is_check(at: &Place) -> bool {
+    matches!(at.0.last(), Some(Step::Key(k)) if k == "check")
 }
 
 fn list(options: &Value) -> String {

@@ -78,35 +78,56 @@ struct ValueArgs {
     value: Option<String>,
 }
 
+/// Names one component, requirement or param of a spec.
+#[derive(Args)]
+struct ComponentRef {
+    /// The spec's name.
+    spec: String,
+    /// The component path, e.g. `frontend.throttle`.
+    component: String,
+}
+
+#[derive(Args)]
+struct MemberRef {
+    /// The spec's name.
+    spec: String,
+    /// The component path, e.g. `frontend.throttle`.
+    component: String,
+    /// The requirement's or param's name.
+    name: String,
+}
+
 #[derive(Subcommand)]
 enum Part {
-    /// A component: `SPEC COMPONENT`.
-    Component { spec: String, component: String, #[command(flatten)] value: ValueArgs, #[command(flatten)] change: ChangeArgs },
-    /// A requirement: `SPEC COMPONENT NAME`.
-    Requirement { spec: String, component: String, name: String, #[command(flatten)] value: ValueArgs, #[command(flatten)] change: ChangeArgs },
-    /// A param: `SPEC COMPONENT NAME`.
-    Param { spec: String, component: String, name: String, #[command(flatten)] value: ValueArgs, #[command(flatten)] change: ChangeArgs },
+    /// A component.
+    Component { #[command(flatten)] at: ComponentRef, #[command(flatten)] value: ValueArgs, #[command(flatten)] change: ChangeArgs },
+    /// A requirement.
+    Requirement { #[command(flatten)] at: MemberRef, #[command(flatten)] value: ValueArgs, #[command(flatten)] change: ChangeArgs },
+    /// A param.
+    Param { #[command(flatten)] at: MemberRef, #[command(flatten)] value: ValueArgs, #[command(flatten)] change: ChangeArgs },
 }
 
 #[derive(Subcommand)]
 enum RemovePart {
-    /// A component and its requirements: `SPEC COMPONENT`.
-    Component { spec: String, component: String, #[command(flatten)] change: ChangeArgs },
-    /// A requirement: `SPEC COMPONENT NAME`.
-    Requirement { spec: String, component: String, name: String, #[command(flatten)] change: ChangeArgs },
-    /// A param: `SPEC COMPONENT NAME`.
-    Param { spec: String, component: String, name: String, #[command(flatten)] change: ChangeArgs },
+    /// A component and its requirements and params.
+    Component { #[command(flatten)] at: ComponentRef, #[command(flatten)] change: ChangeArgs },
+    /// A requirement.
+    Requirement { #[command(flatten)] at: MemberRef, #[command(flatten)] change: ChangeArgs },
+    /// A param.
+    Param { #[command(flatten)] at: MemberRef, #[command(flatten)] change: ChangeArgs },
 }
 
 #[derive(Subcommand)]
 enum Command {
     /// Check a spec file without publishing it; every problem is listed with its place and line.
     Validate {
+        /// The spec, as YAML or JSON.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
     },
     /// Publish a spec file as the next version (full replace).
     Apply {
+        /// The spec, as YAML or JSON.
         #[arg(short = 'f', long = "file")]
         file: PathBuf,
         #[command(flatten)]
@@ -114,7 +135,9 @@ enum Command {
     },
     /// Apply an RFC 6902 JSON Patch (a JSON or YAML file) to the current version.
     Patch {
+        /// The spec's name.
         name: String,
+        /// An RFC 6902 JSON Patch, as JSON or YAML.
         #[arg(long)]
         patch_file: PathBuf,
         #[command(flatten)]
@@ -131,22 +154,35 @@ enum Command {
     Remove(RemovePart),
     /// Delete a spec (a tombstone version; publishing it again continues the versions).
     Delete {
+        /// The spec's name.
         name: String,
         #[command(flatten)]
         change: ChangeArgs,
     },
     /// Print a spec: the latest version, or version N from the history.
     Get {
+        /// The spec's name.
         name: String,
+        /// A version from the history instead of the latest.
         #[arg(long, value_name = "N")]
         version: Option<i64>,
     },
     /// List the latest version of every spec.
     List,
     /// List every version of a spec: who, when, why.
-    History { name: String },
+    History {
+        /// The spec's name.
+        name: String,
+    },
     /// What changed between two versions, requirement by requirement, with authors.
-    Diff { name: String, from: i64, to: i64 },
+    Diff {
+        /// The spec's name.
+        name: String,
+        /// The older version.
+        from: i64,
+        /// The newer version.
+        to: i64,
+    },
     /// Print each new version as it lands, until interrupted.
     Watch {
         /// Only this spec.
@@ -241,9 +277,11 @@ fn print_document(format: Format, version: &SpecVersion) {
 
 fn edit(part: Part, replace: bool) -> Result<(String, Edit, ChangeArgs), Failure> {
     let (spec, target, value, change) = match part {
-        Part::Component { spec, component, value, change } => (spec, Target::Component { component }, value, change),
-        Part::Requirement { spec, component, name, value, change } => (spec, Target::Requirement { component, name }, value, change),
-        Part::Param { spec, component, name, value, change } => (spec, Target::Param { component, name }, value, change),
+        Part::Component { at, value, change } => (at.spec, Target::Component { component: at.component }, value, change),
+        Part::Requirement { at, value, change } => {
+            (at.spec, Target::Requirement { component: at.component, name: at.name }, value, change)
+        }
+        Part::Param { at, value, change } => (at.spec, Target::Param { component: at.component, name: at.name }, value, change),
     };
     let value = read_value(value)?;
     let edit = if replace { Edit::Replace(target, value) } else { Edit::Add(target, value) };
@@ -251,13 +289,12 @@ fn edit(part: Part, replace: bool) -> Result<(String, Edit, ChangeArgs), Failure
 }
 
 fn removal(part: RemovePart) -> (String, Edit, ChangeArgs) {
-    match part {
-        RemovePart::Component { spec, component, change } => (spec, Edit::Remove(Target::Component { component }), change),
-        RemovePart::Requirement { spec, component, name, change } => {
-            (spec, Edit::Remove(Target::Requirement { component, name }), change)
-        }
-        RemovePart::Param { spec, component, name, change } => (spec, Edit::Remove(Target::Param { component, name }), change),
-    }
+    let (spec, target, change) = match part {
+        RemovePart::Component { at, change } => (at.spec, Target::Component { component: at.component }, change),
+        RemovePart::Requirement { at, change } => (at.spec, Target::Requirement { component: at.component, name: at.name }, change),
+        RemovePart::Param { at, change } => (at.spec, Target::Param { component: at.component, name: at.name }, change),
+    };
+    (spec, Edit::Remove(target), change)
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
@@ -276,7 +313,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     };
     match cli.command {
         Command::Validate { file } => {
-            let spec = read_spec(&file)?;
+            let spec = match Spec::parse(&read(&file)?) {
+                Ok(spec) => spec,
+                // As data too, so an editor or CI can mark the places.
+                Err(e) if !matches!(format, Format::Text) => {
+                    print(format, &json!({"valid": false, "file": file.display().to_string(), "problems": e.problems}), String::new);
+                    return Err((EXIT_INVALID, format!("{}: {e}", file.display())));
+                }
+                Err(e) => return Err((EXIT_INVALID, format!("{}: {e}", file.display()))),
+            };
             let requirements: usize = spec.components.values().map(|c| c.requirements.len()).sum();
             let data = json!({"valid": true, "spec": spec.spec, "components": spec.components.len(), "requirements": requirements, "sha256": spec.sha256()});
             print(format, &data, || {
