@@ -369,3 +369,39 @@ fn latest_decided(config: &KafkaConfig, name: &str) -> Result<Option<SpecVersion
     .map_err(kafka("read the specs topic"))?;
     Ok(found)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn final_kafka(source: KafkaError) -> PublishError {
+        PublishError::Kafka { action: "test", brokers: String::new(), source }
+    }
+
+    #[test]
+    fn only_fencing_starts_over() {
+        for code in [RDKafkaErrorCode::Fenced, RDKafkaErrorCode::ProducerFenced, RDKafkaErrorCode::InvalidProducerEpoch] {
+            assert!(matches!(fenced_or(KafkaError::MessageProduction(code), 7, final_kafka), Failed::Fenced { seen: 7 }));
+        }
+        let timeout = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
+        assert!(matches!(fenced_or(timeout, 7, final_kafka), Failed::Final(PublishError::Kafka { .. })));
+    }
+
+    #[test]
+    fn backoff_grows_and_stays_bounded() {
+        for attempt in 0..20 {
+            let wait = backoff(attempt);
+            let cap = Duration::from_millis(100 << attempt.min(6));
+            assert!(wait >= cap / 2 && wait <= cap, "{attempt}: {wait:?}");
+        }
+    }
+
+    #[test]
+    fn conflicts_name_the_current_version() {
+        let e = PublishError::Conflict { spec: "s".into(), expected: 3, current: 5 };
+        assert_eq!(
+            e.to_string(),
+            "version conflict on spec s: the change was made against version 3, but the current version is 5; fetch version 5, redo the change and retry"
+        );
+    }
+}
