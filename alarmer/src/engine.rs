@@ -20,6 +20,11 @@ use crate::selector::Subject;
 use crate::waivers::Waiver;
 use crate::window::Window;
 
+/// A group's values by label, as in the alert.
+type Values = BTreeMap<String, String>;
+/// A time-watching rule's verdict on one group.
+type Verdict = (Values, Severity, Option<Finding>);
+
 /// What the evaluator is configured with.
 #[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
@@ -324,7 +329,7 @@ impl Engine {
         for rule in rules {
             let findings = match rule.condition {
                 Condition::SilentFor(_) => self.silences(&rule, now),
-                _ => self.stale_agents(&rule, now),
+                _ => self.stale_agents(&rule),
             };
             for (values, severity, finding) in findings {
                 let fp = fingerprint(&rule.id, &values);
@@ -354,7 +359,7 @@ impl Engine {
     }
 
     /// Per silence group: its values, severity, and the finding if silent long enough.
-    fn silences(&self, rule: &Rule, now: i64) -> Vec<(BTreeMap<String, String>, Severity, Option<Finding>)> {
+    fn silences(&self, rule: &Rule, now: i64) -> Vec<Verdict> {
         let mut groups: BTreeMap<BTreeMap<String, String>, (Severity, i64)> = BTreeMap::new();
         for (spec, state) in &self.specs {
             let seen = self.seen.get(spec);
@@ -399,10 +404,10 @@ impl Engine {
 
     /// Per group of agents: the agents still on an old version `D` after a new one landed,
     /// proven by a heartbeat sent at least `D` after it.
-    fn stale_agents(&self, rule: &Rule, _now: i64) -> Vec<(BTreeMap<String, String>, Severity, Option<Finding>)> {
+    fn stale_agents(&self, rule: &Rule) -> Vec<Verdict> {
         let Condition::StaleVersionFor(limit) = rule.condition else { return Vec::new() };
         let severity = rule.severity.unwrap_or_default();
-        let mut groups: BTreeMap<BTreeMap<String, String>, Vec<(String, i64, i64)>> = BTreeMap::new();
+        let mut groups: BTreeMap<Values, Vec<(String, i64, i64)>> = BTreeMap::new();
         for (agent_id, agent) in &self.agents {
             for in_use in &agent.specs {
                 let Some(latest) = self.specs.get(&in_use.spec) else { continue };

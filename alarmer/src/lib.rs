@@ -84,9 +84,8 @@ pub async fn run(config: AlarmerConfig, shutdown: CancellationToken) -> Result<(
     telemetry::install_metrics();
     let result = pipeline::run(config, plan, health, shutdown.clone()).await;
     shutdown.cancel();
-    match server.await {
-        Ok(Err(error)) => tracing::warn!(%error, "metrics endpoint failed"),
-        Ok(Ok(())) | Err(_) => {}
+    if let Ok(Err(error)) = server.await {
+        tracing::warn!(%error, "metrics endpoint failed");
     }
     Ok(result?)
 }

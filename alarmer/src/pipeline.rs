@@ -65,7 +65,7 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
 
     // 1. What the specs expect and the policies they carry.
     let now = now_ms();
-    let specs: Vec<SpecVersion> = decode_all(&config, topics.specs.clone()).await?.map_err(kafka_err("reading the specs topic"))?;
+    let specs: Vec<SpecVersion> = decode_all(&config, topics.specs.clone()).await?.map_err(kafka_err("reading the specs topic (is kafka up, and are the specaudit topics created? deploy/local/stack up creates them)"))?;
     for version in &specs {
         for skipped in engine.spec(version, now) {
             tracing::warn!(%skipped, "skipping alarm policy of a spec");
@@ -135,10 +135,11 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                 };
                 let now = now_ms();
                 let payload = message.payload().unwrap_or_default();
+                let mut produced_at = None;
                 if message.topic() == topics.assertions {
                     match assertions.decode(payload) {
                         Ok(a) => {
-                            metrics::gauge!("specaudit_alarmer_evaluation_lag_seconds").set((now - a.ts).max(0) as f64 / 1000.0);
+                            produced_at = Some(a.ts);
                             engine.assertion(&a, now);
                         }
                         Err(error) => skip(&message, &error),
@@ -151,6 +152,10 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                 }
                 context.consumed(message.topic(), message.partition(), message.offset());
                 if context.caught_up() {
+                    if let Some(ts) = produced_at {
+                        // Live only: during a replay the age of old records says nothing.
+                        metrics::gauge!("specaudit_alarmer_evaluation_lag_seconds").set((now - ts).max(0) as f64 / 1000.0);
+                    }
                     dispatch(&dispatcher, engine.evaluate_touched(now)).await;
                 }
             }
