@@ -186,7 +186,10 @@ impl<T: Record> Codec<T> {
             .get(&fp)
             .ok_or_else(|| DecodeError::UnknownFingerprint { fingerprint: hex::encode(fp) })?;
         let mut body = &bytes[HEADER_LEN..];
-        let value = apache_avro::from_avro_datum(writer, &mut body, Some(&self.schema))
+        // Resolving against the reader schema costs a walk and a copy of every value: skip
+        // it when the writer is the reader's own schema.
+        let reader = (fp != self.fingerprint).then_some(&self.schema);
+        let value = apache_avro::from_avro_datum(writer, &mut body, reader)
             .map_err(|e| DecodeError::Avro(e.to_string()))?;
         if !body.is_empty() {
             return Err(DecodeError::TrailingBytes { trailing: body.len() });

@@ -157,7 +157,7 @@ async fn kafka_engine(env: &TestEnv, load: &std::sync::Arc<Load>, n: u64) -> Res
              toUInt64(ts) AS ts_ms, spec, spec_version, component, instance, agent_id, requirement, task, \
              CAST(outcome AS Enum8('pass' = 1, 'fail' = 2, 'error' = 3, 'skip' = 4)) AS outcome, \
              CAST(severity AS Enum8('critical' = 1, 'major' = 2, 'minor' = 3, 'info' = 4)) AS severity, count, message, details, \
-             [] AS label_keys, [] AS label_values, toInt32(0) AS kafka_partition, toInt64(0) AS kafka_offset FROM {db}.assertions_queue"
+             emptyArrayString() AS label_keys, emptyArrayString() AS label_values, toInt32(0) AS kafka_partition, toInt64(0) AS kafka_offset FROM {db}.assertions_queue"
         ),
         format!(
             "CREATE MATERIALIZED VIEW {db}.rollup_mv TO {db}.assertions_minutely AS SELECT \
