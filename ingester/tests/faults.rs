@@ -146,13 +146,17 @@ async fn clickhouse_down_for_30_s_pauses_intake_with_bounded_memory_then_catches
     let client = env.client();
     let ingester = Ingester::spawn(exe(), &env, &group, &[]);
     let rss = RssSampler::start(ingester.pid());
-    let (producer, _) = produce_in_background(&env, load.clone(), n);
+    let topic = specaudit_core::kafka::Topics::new(&env.kafka.topic_prefix).assertions;
+    let (kafka, first) = (env.kafka.clone(), load.clone());
+    tokio::task::spawn_blocking(move || support::produce_range(&kafka, &topic, &first, 0..n / 2, None)).await.expect("producer");
 
     wait_for_some(&client, n / 10).await;
     {
         let _down = Stopped::new("clickhouse");
-        // The whole rest of the load arrives in Kafka while ClickHouse is away.
-        producer.join().expect("producer");
+        // The rest of the load arrives in Kafka while ClickHouse is away.
+        let topic = specaudit_core::kafka::Topics::new(&env.kafka.topic_prefix).assertions;
+        let (kafka, rest) = (env.kafka.clone(), load.clone());
+        tokio::task::spawn_blocking(move || support::produce_range(&kafka, &topic, &rest, n / 2..n, None)).await.expect("producer");
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(ingester.metric("specaudit_ingester_paused", ""), Some(1.0), "intake is paused during the outage");
         assert!(ingester.get("/health").is_some_and(|h| h.contains("200 OK")), "the process stays up and healthy");

@@ -125,8 +125,13 @@ pub fn send(producer: &BaseProducer, topic: &str, key: &str, payload: &[u8]) {
 
 /// Produces records `0..n` of `load` to `topic`, then waits for every acknowledgement.
 pub fn produce(kafka: &KafkaConfig, topic: &str, load: &Load, n: u64, progress: Option<&AtomicU64>) {
+    produce_range(kafka, topic, load, 0..n, progress);
+}
+
+/// Produces records `range` of the load (record i is the same in every call).
+pub fn produce_range(kafka: &KafkaConfig, topic: &str, load: &Load, range: std::ops::Range<u64>, progress: Option<&AtomicU64>) {
     let producer = producer(kafka);
-    for i in 0..n {
+    for i in range {
         let (key, bytes) = load.record(i);
         send(&producer, topic, key, &bytes);
         if let Some(p) = progress {
