@@ -29,7 +29,7 @@ async fn failure_ratio_goes_pending_then_fires_after_its_hold_and_resolves() {
     let env = TestEnv::new().await;
     let hook = Receiver::start().await;
     let rule = "[[rules]]\nname = \"ratio\"\nwhen = { failure_ratio_above = 0.5, min_samples = 4, window = \"3s\" }\nfor = \"1s\"\n";
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule)).await;
     let feed = Feed::new(&env);
     for (instance, outcome) in [("a", Outcome::Fail), ("b", Outcome::Fail), ("c", Outcome::Fail), ("d", Outcome::Pass)] {
         feed.assertion(&assertion("svc", "api", instance, "api/auth", outcome, Severity::Major)).await;
@@ -48,7 +48,7 @@ async fn outliers_fire_for_the_one_instance_failing_what_its_peers_pass() {
     let env = TestEnv::new().await;
     let hook = Receiver::start().await;
     let rule = "[[rules]]\nname = \"outliers\"\nwhen = { outliers = true, window = \"3s\" }\n";
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule)).await;
     let feed = Feed::new(&env);
     for instance in ["a", "b", "c"] {
         feed.assertion(&assertion("svc", "worker", instance, "worker/idempotent", Outcome::Pass, Severity::Major)).await;
@@ -69,7 +69,7 @@ async fn silent_for_fires_for_the_requirement_nobody_reports_until_it_reports() 
     publish_spec(&env, spec(&name, true), 0).await;
     let hook = Receiver::start().await;
     let rule = "[[rules]]\nname = \"silent\"\nwhen = { silent_for = \"2s\" }\n";
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule)).await;
     let feed = Feed::new(&env);
     // frontend/tls keeps reporting; frontend/audit says nothing.
     let got = loop {
@@ -97,7 +97,7 @@ async fn stale_version_fires_for_an_agent_left_on_the_old_version_and_resolves_w
     publish_spec(&env, spec(&name, true), 1).await;
     let hook = Receiver::start().await;
     let rule = "[[rules]]\nname = \"stale\"\nwhen = { stale_version_for = \"1s\" }\n";
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", rule)).await;
     let feed = Feed::new(&env);
     let got = loop {
         feed.heartbeat(&heartbeat(&name, "frontend", "fe-1", 2)).await;

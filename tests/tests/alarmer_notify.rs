@@ -17,7 +17,7 @@ use tokio_util::sync::CancellationToken;
 async fn a_critical_failure_notifies_signed_once_then_resolves_and_is_logged_in_clickhouse() {
     let env = TestEnv::new().await;
     let hook = Receiver::start().await;
-    let alarmer = Alarmer::start(config(&env, &hook, false, "critical_single_failure = true\ncritical_window = \"2s\"", ""));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "critical_single_failure = true\ncritical_window = \"2s\"", "")).await;
     let feed = Feed::new(&env);
     let ok = assertion("svc", "frontend", "fe-1", "frontend/tls", Outcome::Pass, Severity::Critical);
     feed.assertion(&ok).await;
@@ -86,7 +86,7 @@ async fn alertmanager_receives_lists_and_resolves_the_alert() {
     let hook = Receiver::start().await;
     let name = format!("am-{}", env.id);
     let rule = format!("[[rules]]\nname = \"{name}\"\nlabels = {{ team = \"t-{id}\" }}\nwhen = {{ failures_at_least = 2, window = \"3s\" }}\n", id = env.id);
-    let alarmer = Alarmer::start(config(&env, &hook, true, "", &rule));
+    let alarmer = Alarmer::start(config(&env, &hook, true, "", &rule)).await;
     let feed = Feed::new(&env);
     for instance in ["i1", "i2"] {
         feed.assertion(&assertion("billing", "ledger", instance, "ledger/balanced", Outcome::Fail, Severity::Major)).await;

@@ -17,13 +17,13 @@ async fn a_restart_while_firing_does_not_notify_again_and_still_resolves() {
     let env = TestEnv::new().await;
     let hook = Receiver::start().await;
     let short = "[[rules]]\nname = \"fails\"\nwhen = { failures_at_least = 1, window = \"6s\" }\n";
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", short));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", short)).await;
     let feed = Feed::new(&env);
     feed.assertion(&assertion("svc", "db", "db-1", "db/backup", Outcome::Fail, Severity::Major)).await;
     assert_eq!(hook.wait_for(1, "firing").await[0].status(), "firing");
     // Stop while firing (SIGTERM path: the firing event is in the log), start a new one.
     alarmer.stop().await;
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", short));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", short)).await;
     // The new process replays the window, finds the alarm firing, and stays quiet until
     // the failure leaves the window: then exactly one resolved notification.
     let got = hook.wait_for(2, "resolution after the restart").await;
@@ -38,7 +38,7 @@ async fn a_receiver_down_for_a_while_gets_the_notification_when_it_returns() {
     let env = TestEnv::new().await;
     let hook = Receiver::start().await;
     hook.set_down(true);
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", RULE));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", RULE)).await;
     let feed = Feed::new(&env);
     feed.assertion(&assertion("svc", "db", "db-1", "db/backup", Outcome::Fail, Severity::Major)).await;
     // Wait until the alarmer has been refused a few times (retrying with backoff).
@@ -61,7 +61,7 @@ async fn a_waiver_suppresses_until_it_expires() {
     let waiver = format!(
         "[[waivers]]\nmatch = {{ requirement = \"db/*\" }}\nends_at = \"{ends}\"\nauthor = \"alice\"\nreason = \"restore drill\"\n"
     );
-    let alarmer = Alarmer::start(config(&env, &hook, false, "", &format!("{RULE}{waiver}")));
+    let alarmer = Alarmer::start(config(&env, &hook, false, "", &format!("{RULE}{waiver}"))).await;
     let feed = Feed::new(&env);
     feed.assertion(&assertion("svc", "db", "db-1", "db/backup", Outcome::Fail, Severity::Major)).await;
     let got = hook.wait_for(1, "firing once the waiver expired").await;

@@ -168,14 +168,31 @@ pub struct Alarmer {
 }
 
 impl Alarmer {
-    pub fn start(config: AlarmerConfig) -> Alarmer {
+    /// Starts an alarmer and waits until its `/health` says the windows are rebuilt, so
+    /// that what a test produces afterwards is evaluated live, however long the group
+    /// join took.
+    pub async fn start(mut config: AlarmerConfig) -> Alarmer {
         let telemetry = specaudit_core::config::TelemetryConfig {
             log_filter: "warn".into(),
             ..Default::default()
         };
         specaudit_core::telemetry::init_tracing(&telemetry);
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        config.telemetry.listen = Some(addr);
         let stop = CancellationToken::new();
         let task = tokio::spawn(specaudit_alarmer::run(config, stop.clone()));
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let ready = http.get(format!("http://{addr}/health")).send().await.is_ok_and(|r| r.status().is_success());
+            if ready {
+                break;
+            }
+            assert!(!task.is_finished(), "the alarmer stopped during start-up");
+            assert!(Instant::now() < deadline, "the alarmer was not healthy within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         Alarmer { stop, task }
     }
 
