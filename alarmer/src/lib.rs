@@ -58,7 +58,7 @@ pub mod window;
 
 pub use config::AlarmerConfig;
 
-use specaudit_core::telemetry::{self, Health};
+use specaudit_core::telemetry::{Endpoint, Health};
 use tokio_util::sync::CancellationToken;
 
 /// Why the alarmer did not run.
@@ -75,17 +75,9 @@ pub enum AlarmerError {
 pub async fn run(config: AlarmerConfig, shutdown: CancellationToken) -> Result<(), AlarmerError> {
     let plan = config.plan()?;
     let health = Health::default();
-    let server = tokio::spawn({
-        let telemetry = config.telemetry.clone();
-        let health = health.clone();
-        let shutdown = shutdown.clone();
-        async move { telemetry::serve(&telemetry, health, shutdown).await }
-    });
-    telemetry::install_metrics();
+    let endpoint = Endpoint::spawn(&config.telemetry, health.clone(), shutdown.clone());
     let result = pipeline::run(config, plan, health, shutdown.clone()).await;
     shutdown.cancel();
-    if let Ok(Err(error)) = server.await {
-        tracing::warn!(%error, "metrics endpoint failed");
-    }
+    endpoint.join().await;
     Ok(result?)
 }

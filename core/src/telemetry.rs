@@ -76,6 +76,26 @@ pub async fn serve(config: &TelemetryConfig, health: Health, shutdown: Cancellat
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
+/// The `/metrics` and `/health` endpoint, running in the background.
+#[derive(Debug)]
+pub struct Endpoint(tokio::task::JoinHandle<std::io::Result<()>>);
+
+impl Endpoint {
+    /// Installs the metrics recorder and serves [`serve`] until `shutdown`.
+    pub fn spawn(config: &TelemetryConfig, health: Health, shutdown: CancellationToken) -> Endpoint {
+        install_metrics();
+        let config = config.clone();
+        Endpoint(tokio::spawn(async move { serve(&config, health, shutdown).await }))
+    }
+
+    /// Waits until the endpoint has stopped (after its shutdown token), logging a failure.
+    pub async fn join(self) {
+        if let Ok(Err(error)) = self.0.await {
+            tracing::warn!(%error, "metrics endpoint failed");
+        }
+    }
+}
+
 /// A token cancelled on SIGTERM or Ctrl-C: the signal to stop intake, drain and exit.
 pub fn shutdown_on_signal() -> CancellationToken {
     let token = CancellationToken::new();

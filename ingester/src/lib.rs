@@ -56,27 +56,18 @@ pub mod rows;
 
 pub use config::IngesterConfig;
 
-use specaudit_core::telemetry::{self, Health};
+use specaudit_core::telemetry::{Endpoint, Health};
 use tokio_util::sync::CancellationToken;
 
 /// Runs the ingester until `shutdown`: migrations, `/metrics` and `/health`, the ingest loop.
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     migrate::migrate(&config.clickhouse).await?;
     let health = Health::default();
-    let server = tokio::spawn({
-        let telemetry = config.telemetry.clone();
-        let health = health.clone();
-        let shutdown = shutdown.clone();
-        async move { telemetry::serve(&telemetry, health, shutdown).await }
-    });
-    telemetry::install_metrics();
+    let endpoint = Endpoint::spawn(&config.telemetry, health.clone(), shutdown.clone());
     health.set(true);
     let result = pipeline::run(config, shutdown.clone()).await;
     health.set(false);
     shutdown.cancel();
-    match server.await {
-        Ok(Err(error)) => tracing::warn!(%error, "metrics endpoint failed"),
-        Ok(Ok(())) | Err(_) => {}
-    }
+    endpoint.join().await;
     result
 }

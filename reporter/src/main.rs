@@ -93,10 +93,7 @@ async fn main() -> ExitCode {
             let shutdown = specaudit_core::telemetry::shutdown_on_signal();
             let health = specaudit_core::telemetry::Health::default();
             health.set(true);
-            let telemetry = {
-                let (config, shutdown) = (config.telemetry.clone(), shutdown.clone());
-                tokio::spawn(async move { specaudit_core::telemetry::serve(&config, health, shutdown).await })
-            };
+            let telemetry = specaudit_core::telemetry::Endpoint::spawn(&config.telemetry, health, shutdown.clone());
             let bound = match specaudit_reporter::http::bind(config).await {
                 Ok(bound) => bound,
                 Err(error) => {
@@ -107,7 +104,7 @@ async fn main() -> ExitCode {
             eprintln!("specaudit-reporter: serving on http://{}/", bound.local_addr());
             let result = bound.run(shutdown.clone()).await;
             shutdown.cancel();
-            let _ = telemetry.await;
+            telemetry.join().await;
             match result {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(error) => {
