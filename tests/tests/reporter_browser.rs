@@ -130,6 +130,20 @@ async fn req_statuses(browser: &Client) -> BTreeMap<String, (String, (u8, u8, u8
     out
 }
 
+/// Waits until the browser shows the page a click led to: when `click` returns, a form
+/// submission may still be in flight and the old page still current.
+async fn wait_for_page(browser: &Client, what: &str, done: impl Fn(&str, &str) -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let url = browser.current_url().await.unwrap();
+        if done(url.path(), url.query().unwrap_or("")) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what} did not load within 20 s: {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// What the browser does and checks; runs in its own task so the session is closed and
 /// chromedriver stopped even when a check fails.
 async fn scenario(browser: Client, base: String) {
@@ -138,7 +152,7 @@ async fn scenario(browser: Client, base: String) {
     browser.goto(&page("/login")).await.unwrap();
     browser.find(Locator::Id("token")).await.unwrap().send_keys(EDITOR).await.unwrap();
     browser.find(Locator::Id("login-submit")).await.unwrap().click().await.unwrap();
-    assert_eq!(browser.current_url().await.unwrap().path(), "/");
+    wait_for_page(&browser, "the overview after login", |path, _| path == "/").await;
     assert!(browser.source().await.unwrap().contains("eddie"));
 
     // The spec page: every requirement in the colour of its data.
@@ -167,8 +181,7 @@ async fn scenario(browser: Client, base: String) {
     // Filter to critical requirements with the form.
     browser.find(Locator::Css("form.filters input[name=severity]")).await.unwrap().send_keys("critical").await.unwrap();
     browser.find(Locator::Css("form.filters button")).await.unwrap().click().await.unwrap();
-    let url = browser.current_url().await.unwrap();
-    assert!(url.query().unwrap_or("").contains("severity=critical"), "{url}");
+    wait_for_page(&browser, "the filtered page", |_, query| query.contains("severity=critical")).await;
     let critical = req_statuses(&browser).await;
     assert_eq!(critical.keys().map(String::as_str).collect::<Vec<_>>(), ["db/backup", "web/tls"]);
 
@@ -178,8 +191,7 @@ async fn scenario(browser: Client, base: String) {
     browser.find(Locator::Id("patch")).await.unwrap().send_keys(patch).await.unwrap();
     browser.find(Locator::Id("patch-comment")).await.unwrap().send_keys("headers are critical").await.unwrap();
     browser.find(Locator::Id("patch-submit")).await.unwrap().click().await.unwrap();
-    let url = browser.current_url().await.unwrap();
-    assert_eq!((url.path(), url.query()), ("/specs/shop", Some("published=3")), "{}", browser.source().await.unwrap());
+    wait_for_page(&browser, "the spec page after the edit", |path, query| path == "/specs/shop" && query == "published=3").await;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let version = browser.find(Locator::Id("version")).await.unwrap().text().await.unwrap();
