@@ -109,7 +109,37 @@ pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
             }
         }
     }
-    Ok(())
+    // A created topic answers requests only once every partition has a leader: wait for
+    // that, so a caller can use the topics at once (a fresh broker takes seconds).
+    tokio::task::spawn_blocking(move || wait_for_leaders(&admin, &names, Duration::from_secs(60)))
+        .await
+        .unwrap_or(Err(KafkaError::AdminOp(RDKafkaErrorCode::OperationTimedOut)))
+}
+
+fn wait_for_leaders(
+    admin: &AdminClient<DefaultClientContext>,
+    names: &[String],
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let metadata = admin.inner().fetch_metadata(None, Duration::from_secs(5))?;
+        let ready = names.iter().all(|name| {
+            metadata.topics().iter().any(|t| {
+                t.name() == name
+                    && t.error().is_none()
+                    && !t.partitions().is_empty()
+                    && t.partitions().iter().all(|p| p.leader() >= 0 && p.error().is_none())
+            })
+        });
+        if ready {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(KafkaError::AdminOp(RDKafkaErrorCode::LeaderNotAvailable));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Reads every partition of `topic` from the beginning to the end seen at the start,

@@ -189,7 +189,9 @@ impl Alarmer {
             if ready {
                 break;
             }
-            assert!(!task.is_finished(), "the alarmer stopped during start-up");
+            if task.is_finished() {
+                panic!("the alarmer stopped during start-up: {:?}", task.await);
+            }
             assert!(Instant::now() < deadline, "the alarmer was not healthy within 60 s");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
