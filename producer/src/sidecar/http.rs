@@ -21,6 +21,7 @@ impl IntoResponse for RequestError {
             RequestError::Agent(AgentError::UnknownRequirement(_)) => StatusCode::NOT_FOUND,
             RequestError::Agent(AgentError::BadComponent(_)) => StatusCode::BAD_REQUEST,
             RequestError::Agent(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
     }
@@ -37,7 +38,7 @@ async fn blocking<T: Send + 'static>(
 ) -> Result<T, RequestError> {
     tokio::task::spawn_blocking(f)
         .await
-        .unwrap_or_else(|_| Err(RequestError::Agent(AgentError::StartTimeout(std::time::Duration::ZERO))))
+        .unwrap_or_else(|error| Err(RequestError::Internal(error.to_string())))
 }
 
 async fn check(State(sidecar): State<Arc<Sidecar>>, body: Bytes) -> Result<Response, RequestError> {

@@ -136,6 +136,8 @@ pub enum RequestError {
     BadComponent(String),
     #[error(transparent)]
     Agent(#[from] AgentError),
+    #[error("the request failed inside the sidecar: {0}")]
+    Internal(String),
 }
 
 fn kind(value: &Value) -> &'static str {
