@@ -13,11 +13,11 @@
 mod support;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use specaudit_tests::stack::Outage;
 use specaudit_tests::TestEnv;
 use support::{counts, produce, wait_for_rows, wait_for_some, Counts, Ingester, Load, RssSampler};
 
@@ -50,31 +50,6 @@ fn assert_exactly_once(c: Counts, produced: u64, load: &Load) {
     assert_eq!(c.unique_ids, c.rows, "duplicated assertion ids: {c:?}");
     assert_eq!(c.raw_sum, load.count_sum(produced), "sum(count) in the raw table: {c:?}");
     assert_eq!(c.rollup_sum, c.raw_sum, "rollup sums vs raw table: {c:?}");
-}
-
-/// The stack script of this repository, run with this process's environment.
-fn stack(args: &[&str]) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/stack");
-    let status = Command::new(script).args(args).status().expect("cannot run deploy/local/stack");
-    assert!(status.success(), "deploy/local/stack {args:?} failed: {status}");
-}
-
-/// A stack component stopped for the length of a test; started again on drop, also when
-/// the test panics.
-struct Stopped(&'static str);
-
-impl Stopped {
-    fn new(component: &'static str) -> Stopped {
-        stack(&["down", component]);
-        Stopped(component)
-    }
-}
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/local/stack");
-        let _ = Command::new(script).args(["up", self.0]).status();
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,7 +127,7 @@ async fn clickhouse_down_for_30_s_pauses_intake_with_bounded_memory_then_catches
 
     wait_for_some(&client, n / 10).await;
     {
-        let _down = Stopped::new("clickhouse");
+        let outage = Outage::begin("clickhouse");
         // The rest of the load arrives in Kafka while ClickHouse is away.
         let topic = specaudit_core::kafka::Topics::new(&env.kafka.topic_prefix).assertions;
         let (kafka, rest) = (env.kafka.clone(), load.clone());
@@ -160,6 +135,7 @@ async fn clickhouse_down_for_30_s_pauses_intake_with_bounded_memory_then_catches
         tokio::time::sleep(Duration::from_secs(30)).await;
         assert_eq!(ingester.metric("specaudit_ingester_paused", ""), Some(1.0), "intake is paused during the outage");
         assert!(ingester.get("/health").is_some_and(|h| h.contains("200 OK")), "the process stays up and healthy");
+        outage.end();
     }
     let c = wait_for_rows(&client, n, WITHIN).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
