@@ -17,12 +17,9 @@ struct Cli {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config: AlarmerConfig = match specaudit_core::config::load(cli.config.as_deref()) {
+    let config: AlarmerConfig = match specaudit_core::config::load_or_exit_code("specaudit-alarmer", cli.config.as_deref()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("specaudit-alarmer: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     // Rules, routes, receivers and waivers are checked before anything starts.
     if let Err(error) = config.plan() {

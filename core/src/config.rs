@@ -29,6 +29,15 @@ pub fn load<T: DeserializeOwned>(path: Option<&Path>) -> Result<T, ConfigError> 
     load_with_env(path, std::env::vars())
 }
 
+/// As [`load`] for a service binary: on error, prints the reason after the program's name
+/// and returns the exit code for a bad config (2), for `main` to return.
+pub fn load_or_exit_code<T: DeserializeOwned>(program: &str, path: Option<&Path>) -> Result<T, std::process::ExitCode> {
+    load(path).map_err(|error| {
+        eprintln!("{program}: {error}");
+        std::process::ExitCode::from(2)
+    })
+}
+
 /// As [`load`], with the environment passed in (for tests).
 pub fn load_with_env<T: DeserializeOwned>(
     path: Option<&Path>,

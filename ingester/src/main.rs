@@ -27,12 +27,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config: IngesterConfig = match specaudit_core::config::load(cli.config.as_deref()) {
+    let config: IngesterConfig = match specaudit_core::config::load_or_exit_code("specaudit-ingester", cli.config.as_deref()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("specaudit-ingester: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     specaudit_core::telemetry::init_tracing(&config.telemetry);
     let result = match cli.command.unwrap_or(Command::Run) {

@@ -52,12 +52,9 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config: ReporterConfig = match specaudit_core::config::load(cli.config.as_deref()) {
+    let config: ReporterConfig = match specaudit_core::config::load_or_exit_code("specaudit-reporter", cli.config.as_deref()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("specaudit-reporter: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     specaudit_core::telemetry::init_tracing(&config.telemetry);
     let serving = matches!(cli.command, Command::Serve);

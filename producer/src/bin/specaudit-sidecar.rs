@@ -32,12 +32,9 @@ const FLUSH_DEADLINE: Duration = Duration::from_secs(10);
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config: SidecarConfig = match specaudit_core::config::load(cli.config.as_deref()) {
+    let config: SidecarConfig = match specaudit_core::config::load_or_exit_code("specaudit-sidecar", cli.config.as_deref()) {
         Ok(config) => config,
-        Err(error) => {
-            eprintln!("specaudit-sidecar: {error}");
-            return ExitCode::from(2);
-        }
+        Err(code) => return code,
     };
     specaudit_core::telemetry::init_tracing(&config.telemetry);
     specaudit_core::telemetry::install_metrics();
