@@ -202,3 +202,91 @@ fn semantic_checks_reject_what_the_schema_allows() {
     a.component.clear();
     assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
 }
+
+mod one_pass_reader {
+    //! The one-pass reader of current-schema assertions against `apache_avro`, the oracle.
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// What `apache_avro` makes of a body written with the current schema.
+    fn oracle(codec: &Codec<Assertion>, body: &[u8]) -> Result<Assertion, ()> {
+        let mut rest = body;
+        let value = apache_avro::from_avro_datum(&codec.schema, &mut rest, None).map_err(|_| ())?;
+        if !rest.is_empty() {
+            return Err(());
+        }
+        apache_avro::from_value::<Assertion>(&value).map_err(|_| ())
+    }
+
+    fn one_pass(body: &[u8]) -> Result<Assertion, ()> {
+        let mut reader = reader::Reader::new(body);
+        let record = reader::assertion(&mut reader).map_err(|_| ())?;
+        if reader.remaining() != 0 {
+            return Err(());
+        }
+        Ok(record)
+    }
+
+    fn any_assertion() -> impl Strategy<Value = Assertion> {
+        let text = || ".{0,40}";
+        (
+            (any::<u128>(), any::<i64>(), text(), any::<i64>(), text(), text(), text(), text(), text()),
+            (0..4usize, 0..4usize, any::<i64>(), text(), text(), proptest::collection::btree_map(text(), text(), 0..5)),
+        )
+            .prop_map(|((id, ts, spec, spec_version, component, instance, agent_id, requirement, task), rest)| {
+                let (outcome, severity, count, message, details, labels) = rest;
+                Assertion {
+                    assertion_id: uuid::Uuid::from_u128(id),
+                    ts,
+                    spec,
+                    spec_version,
+                    component,
+                    instance,
+                    agent_id,
+                    requirement,
+                    task,
+                    outcome: Outcome::ALL[outcome],
+                    severity: [Severity::Critical, Severity::Major, Severity::Minor, Severity::Info][severity],
+                    count,
+                    message,
+                    details,
+                    labels,
+                }
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn reads_what_apache_avro_writes(a in any_assertion()) {
+            let codec = Codec::<Assertion>::new();
+            let bytes = codec.encode(&a).unwrap();
+            prop_assert_eq!(one_pass(&bytes[HEADER_LEN..]), Ok(a));
+        }
+
+        #[test]
+        fn agrees_with_apache_avro_on_damaged_bodies(
+            a in any_assertion(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..4),
+            cut in any::<prop::sample::Index>(),
+            truncate in any::<bool>(),
+        ) {
+            let codec = Codec::<Assertion>::new();
+            let mut body = codec.encode(&a).unwrap().split_off(HEADER_LEN);
+            for (at, byte) in edits {
+                let at = at.index(body.len());
+                body[at] = byte;
+            }
+            if truncate {
+                body.truncate(cut.index(body.len() + 1));
+            }
+            prop_assert_eq!(one_pass(&body), oracle(&codec, &body));
+        }
+
+        #[test]
+        fn agrees_with_apache_avro_on_random_bytes(body in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let codec = Codec::<Assertion>::new();
+            prop_assert_eq!(one_pass(&body), oracle(&codec, &body));
+        }
+    }
+}

@@ -226,12 +226,12 @@ async fn roll_up<R: SourcedRow>(client: &clickhouse::Client, batch: &Batch<R>, m
     }
     for insert in rollup::inserts(batch, marks) {
         match rollup::write(client, &insert).await {
-            Ok(()) => {
-                marks.insert(insert.partition, insert.next);
-            }
+            Ok(()) => marks.extend(insert.marks.iter().copied()),
             Err(error) => {
-                // Whether it landed is unknown: learn the mark again before the next try.
-                marks.remove(&insert.partition);
+                // Whether it landed is unknown: learn the marks again before the next try.
+                for (partition, _) in &insert.marks {
+                    marks.remove(partition);
+                }
                 metrics::counter!("specaudit_ingester_insert_failures_total", "table" => rollup::TABLE).increment(1);
                 return Err(Transient::new("rollup insert failed", error));
             }

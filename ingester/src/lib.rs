@@ -16,10 +16,10 @@
 //! - **The rollup is neither short nor doubled**: a materialized view would be fed after
 //!   the raw block lands, so a crash in between would leave raw rows the rollup never
 //!   counts. The ingester writes the rollup itself ([`rollup`]), after the raw rows, in
-//!   inserts of one compressed block each, every one carrying a progress row that moves
-//!   the partition's rollup mark past the offsets it covers. Such an insert is read whole
-//!   or not at all and lands as one part, so rows and mark move together; records below
-//!   the mark are never rolled up again, records at or past it always are.
+//!   inserts of one compressed block each, carrying for each partition in it a progress
+//!   row that moves the partition's rollup mark past the offsets it covers. Such an insert
+//!   is read whole or not at all and lands as one part, so rows and marks move together;
+//!   records below a mark are never rolled up again, records at or past it always are.
 //! - **Rebalances**: one task owns the consumer and awaits each flush inline, so a
 //!   revocation (delivered inside `recv`) never races an insert. Pending rows of revoked
 //!   partitions are dropped and their progress forgotten; messages of partitions no longer

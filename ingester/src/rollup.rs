@@ -3,9 +3,10 @@
 //!
 //! A materialized view cannot promise that: ClickHouse writes the raw block first and the
 //! view's block after it, so a crash in between leaves raw rows the rollup never sees.
-//! Instead, after a batch's raw rows are in, its rollup goes in as separate inserts, each
-//! one compressed block of RowBinary (so it is read whole or not at all) holding the
-//! rollup rows of one Kafka partition's offset range plus one progress row. The progress
+//! Instead, after a batch's raw rows are in, its rollup goes in as inserts of one
+//! compressed block of RowBinary each (so each is read whole or not at all), holding for
+//! one or more Kafka partitions the rollup rows of an offset range plus one progress row
+//! (usually one insert per batch). The progress
 //! row (`spec = ''`) says by how much the insert moved the partition's rollup mark;
 //! `sum(kafka_offsets)` over them is the first offset not rolled up yet. Rows at or past
 //! that mark are rolled up, rows below it were already. See `002_rollup_progress.sql`.
@@ -42,14 +43,22 @@ pub struct Contribution<'a> {
 
 type Key<'a> = (u32, &'a str, u64, &'a str, &'a str, &'a str, i8);
 
-/// One insert: rollup rows of one partition's offset range and the progress they make.
+/// One insert: for each of some partitions, the rollup rows of an offset range and a
+/// progress row. One block, so every partition in it moves together or not at all.
 #[derive(Debug)]
 pub struct RollupInsert {
-    pub partition: i32,
-    /// The mark after this insert: every assertion of `partition` below it is rolled up.
-    pub next: i64,
-    /// RowBinary, rollup rows then the progress row.
+    /// Partition → its mark after this insert: every assertion below it is rolled up.
+    pub marks: Vec<(i32, i64)>,
+    /// RowBinary: per partition, its rollup rows then its progress row.
     pub body: Bytes,
+}
+
+/// The rollup rows of one partition's offset range, with their progress row.
+#[derive(Debug)]
+struct Chunk {
+    partition: i32,
+    next: i64,
+    body: Vec<u8>,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -107,15 +116,34 @@ impl<'a> Pending<'a> {
         counts[c.outcome] = counts[c.outcome].saturating_add(c.count);
     }
 
-    fn finish(self, partition: i32, from: i64, next: i64) -> RollupInsert {
+    fn finish(self, partition: i32, from: i64, next: i64) -> Chunk {
         let mut body = Vec::with_capacity(self.bytes + 80);
         for (key, counts) in &self.sums {
             put_row(&mut body, key, counts, -1, 0);
         }
         let progress: Key<'_> = (0, "", 0, "", "", "", 1);
         put_row(&mut body, &progress, &[0; 4], partition, u64::try_from(next - from).unwrap_or(0));
-        RollupInsert { partition, next, body: body.into() }
+        Chunk { partition, next, body }
     }
+}
+
+/// Packs chunks into as few inserts of at most [`MAX_INSERT_BYTES`] as their order allows:
+/// one insert per flush in the usual case, instead of one per partition.
+fn pack(chunks: Vec<Chunk>) -> Vec<RollupInsert> {
+    let mut out = Vec::new();
+    let mut marks = Vec::new();
+    let mut body: Vec<u8> = Vec::new();
+    for chunk in chunks {
+        if !body.is_empty() && body.len() + chunk.body.len() > MAX_INSERT_BYTES {
+            out.push(RollupInsert { marks: std::mem::take(&mut marks), body: std::mem::take(&mut body).into() });
+        }
+        marks.push((chunk.partition, chunk.next));
+        body.extend_from_slice(&chunk.body);
+    }
+    if !marks.is_empty() {
+        out.push(RollupInsert { marks, body: body.into() });
+    }
+    out
 }
 
 /// The rollup inserts for `batch`, given each partition's mark (`marks`, which must hold
@@ -123,6 +151,10 @@ impl<'a> Pending<'a> {
 /// most [`MAX_INSERT_BYTES`]; the last insert of a partition moves its mark past the
 /// batch's end (its dead letters included).
 pub fn inserts<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>) -> Vec<RollupInsert> {
+    pack(chunks(batch, marks))
+}
+
+fn chunks<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>) -> Vec<Chunk> {
     let mut by_partition: BTreeMap<i32, Vec<&R>> = BTreeMap::new();
     for row in &batch.rows {
         by_partition.entry(row.source().partition).or_default().push(row);
@@ -213,8 +245,8 @@ mod tests {
         b
     }
 
-    fn progress(insert: &RollupInsert) -> u64 {
-        let tail = &insert.body[insert.body.len() - 8..];
+    fn progress(chunk: &Chunk) -> u64 {
+        let tail = &chunk.body[chunk.body.len() - 8..];
         u64::from_le_bytes(tail.try_into().unwrap())
     }
 
@@ -222,13 +254,27 @@ mod tests {
     fn rows_below_the_mark_are_not_rolled_up_again_and_the_mark_moves_past_the_batch() {
         let b = batch(&[(0, 10, 60), (0, 11, 60), (0, 12, 120), (1, 5, 60)]);
         let marks = HashMap::from([(0, 11), (1, 0)]);
-        let inserts = inserts(&b, &marks);
-        assert_eq!(inserts.len(), 2);
+        let chunks = chunks(&b, &marks);
+        assert_eq!(chunks.len(), 2);
         // Partition 0: offsets 11 and 12, two minutes, mark 11 → 13.
-        let p0 = &inserts[0];
+        let p0 = &chunks[0];
         assert_eq!((p0.partition, p0.next, progress(p0)), (0, 13, 2));
         // Partition 1: from 0 to 6 (nothing stored before offset 5 was ever seen).
-        assert_eq!((inserts[1].partition, inserts[1].next, progress(&inserts[1])), (1, 6, 6));
+        assert_eq!((chunks[1].partition, chunks[1].next, progress(&chunks[1])), (1, 6, 6));
+        // Both go in one insert that moves both marks.
+        let inserts = inserts(&b, &marks);
+        assert_eq!(inserts.len(), 1);
+        assert_eq!(inserts[0].marks, vec![(0, 13), (1, 6)]);
+        assert_eq!(inserts[0].body.len(), chunks[0].body.len() + chunks[1].body.len());
+    }
+
+    #[test]
+    fn chunks_beyond_the_insert_size_go_in_further_inserts() {
+        let chunk = |partition, size| Chunk { partition, next: 1, body: vec![0; size] };
+        let packed = pack(vec![chunk(0, MAX_INSERT_BYTES / 2), chunk(1, MAX_INSERT_BYTES / 2), chunk(2, 10), chunk(3, MAX_INSERT_BYTES)]);
+        let marks: Vec<Vec<i32>> = packed.iter().map(|i| i.marks.iter().map(|m| m.0).collect()).collect();
+        assert_eq!(marks, vec![vec![0, 1], vec![2], vec![3]]);
+        assert!(packed.iter().all(|i| i.body.len() <= MAX_INSERT_BYTES));
     }
 
     #[test]

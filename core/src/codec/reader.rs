@@ -1,0 +1,118 @@
+//! A reader of Avro binary bodies for the hot record types, written against their current
+//! schema field by field.
+//!
+//! `apache_avro` decodes a body into a `Value` tree and then deserializes the tree: two
+//! passes and an allocation per value. The ingester decodes every assertion, so
+//! [`Assertion`]s written with the current schema are read here in one pass straight into
+//! the struct; older writer schemas still go through `apache_avro`'s schema resolution.
+//! The reader is checked against `apache_avro` on random records and random bytes
+//! (`codec_tests.rs`): same records, and an error wherever `apache_avro` errs.
+
+use std::collections::BTreeMap;
+
+use crate::record::{Assertion, Outcome, Severity};
+
+/// Why a body could not be read; becomes [`DecodeError::Avro`](super::DecodeError::Avro).
+pub type Error = String;
+
+/// A cursor over one Avro binary body.
+#[derive(Debug)]
+pub struct Reader<'a> {
+    bytes: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Self {
+        Reader { bytes }
+    }
+
+    /// Bytes left after the fields read so far.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// A zig-zag varint `long`, at most 10 bytes.
+    pub fn long(&mut self) -> Result<i64, Error> {
+        let mut value: u64 = 0;
+        for i in 0..10 {
+            let byte = *self.bytes.get(i).ok_or("unexpected end of body in a long")?;
+            value |= u64::from(byte & 0x7f) << (7 * i);
+            if byte & 0x80 == 0 {
+                self.bytes = &self.bytes[i + 1..];
+                return Ok(((value >> 1) as i64) ^ -((value & 1) as i64));
+            }
+        }
+        Err("long of more than 10 bytes".to_owned())
+    }
+
+    fn len(&mut self, what: &str) -> Result<usize, Error> {
+        let len = self.long()?;
+        let len = usize::try_from(len).map_err(|_| format!("negative {what} length {len}"))?;
+        if len > self.bytes.len() {
+            return Err(format!("{what} of {len} bytes runs past the end of the body"));
+        }
+        Ok(len)
+    }
+
+    /// A `string`: length, then UTF-8 bytes.
+    pub fn string(&mut self) -> Result<String, Error> {
+        let len = self.len("string")?;
+        let (text, rest) = self.bytes.split_at(len);
+        let text = std::str::from_utf8(text).map_err(|e| format!("string is not UTF-8: {e}"))?;
+        self.bytes = rest;
+        Ok(text.to_owned())
+    }
+
+    /// An `enum` index below `symbols`.
+    pub fn symbol(&mut self, symbols: usize) -> Result<usize, Error> {
+        let index = self.long()?;
+        usize::try_from(index)
+            .ok()
+            .filter(|&i| i < symbols)
+            .ok_or_else(|| format!("enum index {index} is not one of the {symbols} symbols"))
+    }
+
+    /// A `map` of strings: blocks of entries, each block's count negative when its byte
+    /// size follows, ending with an empty block.
+    pub fn string_map(&mut self) -> Result<BTreeMap<String, String>, Error> {
+        let mut map = BTreeMap::new();
+        loop {
+            let count = self.long()?;
+            if count == 0 {
+                return Ok(map);
+            }
+            if count < 0 {
+                self.long()?;
+            }
+            // Each entry takes at least two bytes, so a forged count ends at the body's end.
+            for _ in 0..count.unsigned_abs() {
+                let key = self.string()?;
+                let value = self.string()?;
+                map.insert(key, value);
+            }
+        }
+    }
+}
+
+/// Reads an [`Assertion`] body written with the current `assertion.avsc`.
+pub fn assertion(r: &mut Reader<'_>) -> Result<Assertion, Error> {
+    let id = r.string()?;
+    let assertion_id = id.parse().map_err(|e| format!("assertion_id {id:?} is not a UUID: {e}"))?;
+    Ok(Assertion {
+        assertion_id,
+        ts: r.long()?,
+        spec: r.string()?,
+        spec_version: r.long()?,
+        component: r.string()?,
+        instance: r.string()?,
+        agent_id: r.string()?,
+        requirement: r.string()?,
+        task: r.string()?,
+        outcome: Outcome::ALL[r.symbol(Outcome::ALL.len())?],
+        severity: [Severity::Critical, Severity::Major, Severity::Minor, Severity::Info][r.symbol(4)?],
+        count: r.long()?,
+        message: r.string()?,
+        details: r.string()?,
+        labels: r.string_map()?,
+    })
+}
