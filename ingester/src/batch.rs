@@ -49,9 +49,22 @@ impl<R: SourcedRow> Batch<R> {
         self.offsets.is_empty()
     }
 
+    /// Whether the batch must be written: it holds `max_rows`, or its oldest record has
+    /// waited `max_delay`.
+    pub fn is_due(&self, max_rows: usize, max_delay: Duration) -> bool {
+        !self.is_empty() && (self.rows.len() >= max_rows || self.deadline(max_delay).is_some_and(|d| d <= Instant::now()))
+    }
+
     /// When this batch must be flushed by age, if it holds anything.
     pub fn deadline(&self, max_delay: Duration) -> Option<Instant> {
         self.opened.map(|t| t + max_delay)
+    }
+
+    /// Drops everything taken from `topic`'s `partition`, if this is that topic's batch.
+    pub fn forget(&mut self, topic: &str, partition: i32) {
+        if self.topic == topic {
+            self.forget_partition(partition);
+        }
     }
 
     /// Drops everything taken from `partition`: it was revoked, its new owner reads it again.

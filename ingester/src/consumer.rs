@@ -2,8 +2,9 @@
 //! callbacks), consumer lag from librdkafka's statistics, and pausing intake while
 //! ClickHouse cannot take rows.
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
@@ -15,20 +16,70 @@ use crate::config::IngesterConfig;
 /// Partitions this consumer owns, kept current by the rebalance callbacks.
 #[derive(Debug, Default)]
 pub struct Ownership {
-    pub assigned: HashSet<(String, i32)>,
+    /// Topic → partitions.
+    pub assigned: HashMap<String, HashSet<i32>>,
     /// Revoked since the loop last looked: their pending rows must be dropped.
     pub revoked: Vec<(String, i32)>,
     /// Bumped on every assignment, so a paused consumer knows to pause the newcomers.
     pub generation: u64,
 }
 
-/// Shared between the rebalance callbacks (run inside `recv`) and the ingest loop.
+/// Longest a revocation waits for the flush in flight. A flush is bounded by its own
+/// timeouts, so this only keeps a stuck flush from holding the group's rebalance forever.
+const FLUSH_WAIT: Duration = Duration::from_secs(240);
+
+/// Shared between the rebalance callbacks (run inside `recv`), the ingest loop and its
+/// flush task.
 #[derive(Debug, Default, Clone)]
-pub struct IngestContext(Arc<Mutex<Ownership>>);
+pub struct IngestContext {
+    own: Arc<Mutex<Ownership>>,
+    /// Whether a flush is in flight, and its end signalled.
+    flushing: Arc<(Mutex<bool>, Condvar)>,
+}
 
 impl IngestContext {
     pub fn lock(&self) -> MutexGuard<'_, Ownership> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.own.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_flushing(&self, flushing: bool) {
+        let (lock, ended) = &*self.flushing;
+        *lock.lock().unwrap_or_else(|e| e.into_inner()) = flushing;
+        if !flushing {
+            ended.notify_all();
+        }
+    }
+
+    /// Blocks until no flush is in flight, so a revoked partition's new owner cannot read
+    /// the progress before this ingester's last insert of it has landed or failed. The
+    /// thread is handed off first on a multi-threaded runtime, so the flush task goes on.
+    fn wait_for_flush(&self) {
+        let wait = || {
+            let (lock, ended) = &*self.flushing;
+            let deadline = Instant::now() + FLUSH_WAIT;
+            let mut flushing = lock.lock().unwrap_or_else(|e| e.into_inner());
+            while *flushing {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    tracing::warn!(waited = ?FLUSH_WAIT, "revocation goes ahead while a flush is still in flight");
+                    return;
+                }
+                flushing = ended.wait_timeout(flushing, left).unwrap_or_else(|e| e.into_inner()).0;
+            }
+        };
+        let threaded = tokio::runtime::Handle::try_current()
+            .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+        if threaded {
+            tokio::task::block_in_place(wait);
+        } else {
+            wait();
+        }
+    }
+}
+
+impl Ownership {
+    pub fn owns(&self, topic: &str, partition: i32) -> bool {
+        self.assigned.get(topic).is_some_and(|partitions| partitions.contains(&partition))
     }
 }
 
@@ -45,11 +96,13 @@ impl ClientContext for IngestContext {
 impl ConsumerContext for IngestContext {
     fn pre_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         if let Rebalance::Revoke(list) = rebalance {
+            self.wait_for_flush();
             let mut own = self.lock();
             for e in list.elements() {
-                let key = (e.topic().to_owned(), e.partition());
-                own.assigned.remove(&key);
-                own.revoked.push(key);
+                if let Some(partitions) = own.assigned.get_mut(e.topic()) {
+                    partitions.remove(&e.partition());
+                }
+                own.revoked.push((e.topic().to_owned(), e.partition()));
             }
             tracing::info!(partitions = list.count(), "partitions revoked");
         }
@@ -60,7 +113,7 @@ impl ConsumerContext for IngestContext {
             Rebalance::Assign(list) => {
                 let mut own = self.lock();
                 for e in list.elements() {
-                    own.assigned.insert((e.topic().to_owned(), e.partition()));
+                    own.assigned.entry(e.topic().to_owned()).or_default().insert(e.partition());
                 }
                 own.generation += 1;
                 tracing::info!(partitions = list.count(), "partitions assigned");

@@ -46,7 +46,7 @@ pub struct Io {
     pub config: IngesterConfig,
 }
 
-/// One table: its pending batch and what is known of its progress.
+/// One table's writer: the batch it is writing and what is known of its progress.
 #[derive(Debug)]
 pub struct Table<R> {
     pub batch: Batch<R>,
@@ -78,9 +78,12 @@ impl<R: SourcedRow> Table<R> {
         }
     }
 
-    pub fn is_due(&self, max_rows: usize, max_delay: Duration) -> bool {
-        !self.batch.is_empty()
-            && (self.batch.rows.len() >= max_rows || self.batch.deadline(max_delay).is_some_and(|d| d <= Instant::now()))
+    /// Takes `intake`'s batch to write when this writer is idle and the batch is due (any
+    /// batch that is not empty, with `force`), leaving it the emptied batch to fill.
+    pub fn load(&mut self, intake: &mut Batch<R>, max_rows: usize, max_delay: Duration, force: bool) {
+        if self.batch.is_empty() && !intake.is_empty() && (force || intake.is_due(max_rows, max_delay)) {
+            std::mem::swap(&mut self.batch, intake);
+        }
     }
 
     /// Writes the batch and commits its offsets (`Sync` when the process is about to end).

@@ -1,21 +1,34 @@
 //! The ingest loop: consume, decode, batch per table, flush, commit.
 //!
-//! One task owns the consumer and awaits every flush inline, so no insert is in flight
-//! while the consumer is polled: a rebalance callback (which runs inside `recv`) can never
-//! race an insert of a partition it takes away. When a flush fails for a reason that
-//! passes (ClickHouse down, Kafka unreachable), the loop pauses every assigned partition
-//! and keeps polling — so the group keeps it as a member and rebalances complete — and
-//! tries the flush again after a backoff that doubles up to `retry_max_backoff`.
+//! One task owns the consumer and fills a batch per table. A due batch is handed to a
+//! flush task (insert, rollup, commit) and the loop goes on filling the next batches
+//! meanwhile, so decoding overlaps ClickHouse's work. One flush is in flight at a time,
+//! and the loop stops taking messages while the next batch is full, so at most two
+//! batches per table are in memory. A revocation (delivered inside `recv`) waits for the
+//! flush in flight before it returns (see [`IngestContext`]): the partition's new owner
+//! only starts once every insert of the old one has landed or failed, and learns the
+//! progress from ClickHouse. On a runtime with a single thread the loop awaits each flush
+//! instead, since there a waiting callback would stop the flush too.
+//!
+//! When a flush fails for a reason that passes (ClickHouse down, Kafka unreachable), the
+//! loop pauses every assigned partition and keeps polling — so the group keeps it as a
+//! member and rebalances complete — and tries the flush again after a backoff that
+//! doubles up to `retry_max_backoff`.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use futures::future::OptionFuture;
+use futures::FutureExt as _;
 use rdkafka::consumer::CommitMode;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use specaudit_core::codec::{Codec, Record};
 use specaudit_core::kafka::{client_config, Topics};
 use specaudit_core::record::{AlarmEvent, Assertion, Heartbeat, SpecVersion};
+use tokio::runtime::RuntimeFlavor;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
@@ -28,67 +41,86 @@ use crate::rows::{AgentRow, AlarmRow, AssertionRow, DeadLetterRow, Source, Sourc
 /// How long a SIGTERM waits for the pending batches to be written and committed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct Tables {
-    assertions: Table<AssertionRow>,
-    spec_versions: Table<SpecVersionRow>,
-    agents: Table<AgentRow>,
-    alarms: Table<AlarmRow>,
-    dead_letters: Table<DeadLetterRow>,
+/// Messages taken from librdkafka's queue in one go before the loop's bookkeeping (flush
+/// deadlines, revocations, gauges) runs again.
+const BURST: usize = 1024;
+
+/// One topic's decoder and its record counters, built once.
+struct Decoder<T> {
+    codec: Codec<T>,
+    ok: metrics::Counter,
+    dead_letter: metrics::Counter,
 }
 
-/// The decoders, built once.
-struct Codecs {
-    assertion: Codec<Assertion>,
-    heartbeat: Codec<Heartbeat>,
-    spec_version: Codec<SpecVersion>,
-    alarm: Codec<AlarmEvent>,
-}
-
-fn decode_into<T: Record, R: SourcedRow>(
-    codec: &Codec<T>,
-    message: &BorrowedMessage<'_>,
-    batch: &mut Batch<R>,
-    row: impl FnOnce(T, Source) -> R,
-) {
-    let source = Source { partition: message.partition(), offset: message.offset() };
-    match codec.decode(message.payload().unwrap_or_default()) {
-        Ok(record) => {
-            batch.push(row(record, source));
-            metrics::counter!("specaudit_ingester_records_total", "table" => R::TABLE, "result" => "ok").increment(1);
+impl<T: Record> Decoder<T> {
+    fn new(table: &'static str) -> Self {
+        Decoder {
+            codec: Codec::new(),
+            ok: metrics::counter!("specaudit_ingester_records_total", "table" => table, "result" => "ok"),
+            dead_letter: metrics::counter!("specaudit_ingester_records_total", "table" => table, "result" => "dead_letter"),
         }
-        Err(error) => {
-            tracing::warn!(topic = message.topic(), partition = source.partition, offset = source.offset, %error, "dead-lettering undecodable record");
-            metrics::counter!("specaudit_ingester_records_total", "table" => R::TABLE, "result" => "dead_letter").increment(1);
-            batch.push_dead_letter(DeadLetter::new(message, error.kind(), error.to_string()));
+    }
+
+    fn decode_into<R: SourcedRow>(&self, message: &BorrowedMessage<'_>, batch: &mut Batch<R>, row: impl FnOnce(T, Source) -> R) {
+        let source = Source { partition: message.partition(), offset: message.offset() };
+        match self.codec.decode(message.payload().unwrap_or_default()) {
+            Ok(record) => {
+                batch.push(row(record, source));
+                self.ok.increment(1);
+            }
+            Err(error) => {
+                tracing::warn!(topic = message.topic(), partition = source.partition, offset = source.offset, %error, "dead-lettering undecodable record");
+                self.dead_letter.increment(1);
+                batch.push_dead_letter(DeadLetter::new(message, error.kind(), error.to_string()));
+            }
         }
     }
 }
 
-impl Tables {
+/// The decoders, built once.
+struct Codecs {
+    assertion: Decoder<Assertion>,
+    heartbeat: Decoder<Heartbeat>,
+    spec_version: Decoder<SpecVersion>,
+    alarm: Decoder<AlarmEvent>,
+    /// Records of the dead-letters topic (stored as they are).
+    dead_letter: metrics::Counter,
+}
+
+/// The batches being filled, one per table.
+struct Intake {
+    assertions: Batch<AssertionRow>,
+    spec_versions: Batch<SpecVersionRow>,
+    agents: Batch<AgentRow>,
+    alarms: Batch<AlarmRow>,
+    dead_letters: Batch<DeadLetterRow>,
+}
+
+impl Intake {
     fn new(topics: &Topics) -> Self {
-        Tables {
-            assertions: Table::new(&topics.assertions, true),
-            spec_versions: Table::new(&topics.spec_history, false),
-            agents: Table::new(&topics.heartbeats, false),
-            alarms: Table::new(&topics.alarms, false),
-            dead_letters: Table::new(&topics.dead_letters, false),
+        Intake {
+            assertions: Batch::new(topics.assertions.clone()),
+            spec_versions: Batch::new(topics.spec_history.clone()),
+            agents: Batch::new(topics.heartbeats.clone()),
+            alarms: Batch::new(topics.alarms.clone()),
+            dead_letters: Batch::new(topics.dead_letters.clone()),
         }
     }
 
     fn take(&mut self, codecs: &Codecs, message: &BorrowedMessage<'_>) {
         let topic = message.topic();
-        if topic == self.assertions.batch.topic {
-            decode_into(&codecs.assertion, message, &mut self.assertions.batch, AssertionRow::new);
-        } else if topic == self.agents.batch.topic {
-            decode_into(&codecs.heartbeat, message, &mut self.agents.batch, AgentRow::new);
-        } else if topic == self.spec_versions.batch.topic {
-            decode_into(&codecs.spec_version, message, &mut self.spec_versions.batch, SpecVersionRow::new);
-        } else if topic == self.alarms.batch.topic {
-            decode_into(&codecs.alarm, message, &mut self.alarms.batch, AlarmRow::new);
-        } else if topic == self.dead_letters.batch.topic {
+        if topic == self.assertions.topic {
+            codecs.assertion.decode_into(message, &mut self.assertions, AssertionRow::new);
+        } else if topic == self.agents.topic {
+            codecs.heartbeat.decode_into(message, &mut self.agents, AgentRow::new);
+        } else if topic == self.spec_versions.topic {
+            codecs.spec_version.decode_into(message, &mut self.spec_versions, SpecVersionRow::new);
+        } else if topic == self.alarms.topic {
+            codecs.alarm.decode_into(message, &mut self.alarms, AlarmRow::new);
+        } else if topic == self.dead_letters.topic {
             let source = Source { partition: message.partition(), offset: message.offset() };
-            self.dead_letters.batch.push(dead_letter::row(message, source));
-            metrics::counter!("specaudit_ingester_records_total", "table" => DeadLetterRow::TABLE, "result" => "ok").increment(1);
+            self.dead_letters.push(dead_letter::row(message, source));
+            codecs.dead_letter.increment(1);
         }
     }
 
@@ -102,47 +134,109 @@ impl Tables {
 
     fn earliest_deadline(&self, max_delay: Duration) -> Option<Instant> {
         [
-            self.assertions.batch.deadline(max_delay),
-            self.spec_versions.batch.deadline(max_delay),
-            self.agents.batch.deadline(max_delay),
-            self.alarms.batch.deadline(max_delay),
-            self.dead_letters.batch.deadline(max_delay),
+            self.assertions.deadline(max_delay),
+            self.spec_versions.deadline(max_delay),
+            self.agents.deadline(max_delay),
+            self.alarms.deadline(max_delay),
+            self.dead_letters.deadline(max_delay),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    fn pending_rows(&self) -> usize {
-        self.assertions.batch.rows.len()
-            + self.spec_versions.batch.rows.len()
-            + self.agents.batch.rows.len()
-            + self.alarms.batch.rows.len()
-            + self.dead_letters.batch.rows.len()
+    fn rows(&self) -> usize {
+        self.assertions.rows.len()
+            + self.spec_versions.rows.len()
+            + self.agents.rows.len()
+            + self.alarms.rows.len()
+            + self.dead_letters.rows.len()
     }
 
-    /// Flushes the batches that are due, or all of them (`force`, the drain before exit).
-    async fn flush(&mut self, io: &Io, force: bool) -> Result<(), Transient> {
-        let (max_rows, max_delay) = (io.config.ingest.max_rows, io.config.ingest.max_delay);
-        // The drain's commit must land before the process ends.
-        let mode = if force { CommitMode::Sync } else { CommitMode::Async };
-        if force || self.assertions.is_due(max_rows, max_delay) {
-            self.assertions.flush(io, mode).await?;
-        }
-        if force || self.spec_versions.is_due(max_rows, max_delay) {
-            self.spec_versions.flush(io, mode).await?;
-        }
-        if force || self.agents.is_due(max_rows, max_delay) {
-            self.agents.flush(io, mode).await?;
-        }
-        if force || self.alarms.is_due(max_rows, max_delay) {
-            self.alarms.flush(io, mode).await?;
-        }
-        if force || self.dead_letters.is_due(max_rows, max_delay) {
-            self.dead_letters.flush(io, mode).await?;
-        }
-        Ok(())
+    fn is_empty(&self) -> bool {
+        self.assertions.is_empty()
+            && self.spec_versions.is_empty()
+            && self.agents.is_empty()
+            && self.alarms.is_empty()
+            && self.dead_letters.is_empty()
     }
+
+    /// Whether some batch holds `max_rows`: the next one cannot be started yet.
+    fn is_full(&self, max_rows: usize) -> bool {
+        self.assertions.rows.len() >= max_rows
+            || self.spec_versions.rows.len() >= max_rows
+            || self.agents.rows.len() >= max_rows
+            || self.alarms.rows.len() >= max_rows
+            || self.dead_letters.rows.len() >= max_rows
+    }
+}
+
+/// The tables' writers: what each knows of its progress, and the batch it is writing.
+struct Tables {
+    assertions: Table<AssertionRow>,
+    spec_versions: Table<SpecVersionRow>,
+    agents: Table<AgentRow>,
+    alarms: Table<AlarmRow>,
+    dead_letters: Table<DeadLetterRow>,
+}
+
+impl Tables {
+    fn new(topics: &Topics) -> Self {
+        Tables {
+            assertions: Table::new(&topics.assertions, true),
+            spec_versions: Table::new(&topics.spec_history, false),
+            agents: Table::new(&topics.heartbeats, false),
+            alarms: Table::new(&topics.alarms, false),
+            dead_letters: Table::new(&topics.dead_letters, false),
+        }
+    }
+
+    /// Hands the due batches of `intake` (all of them when `force`) to the idle writers.
+    fn load(&mut self, intake: &mut Intake, max_rows: usize, max_delay: Duration, force: bool) {
+        self.assertions.load(&mut intake.assertions, max_rows, max_delay, force);
+        self.spec_versions.load(&mut intake.spec_versions, max_rows, max_delay, force);
+        self.agents.load(&mut intake.agents, max_rows, max_delay, force);
+        self.alarms.load(&mut intake.alarms, max_rows, max_delay, force);
+        self.dead_letters.load(&mut intake.dead_letters, max_rows, max_delay, force);
+    }
+
+    fn is_idle(&self) -> bool {
+        self.assertions.batch.is_empty()
+            && self.spec_versions.batch.is_empty()
+            && self.agents.batch.is_empty()
+            && self.alarms.batch.is_empty()
+            && self.dead_letters.batch.is_empty()
+    }
+
+    fn forget(&mut self, topic: &str, partition: i32) {
+        self.assertions.forget(topic, partition);
+        self.spec_versions.forget(topic, partition);
+        self.agents.forget(topic, partition);
+        self.alarms.forget(topic, partition);
+        self.dead_letters.forget(topic, partition);
+    }
+
+    /// Writes every batch the writers hold and commits their offsets.
+    async fn flush(&mut self, io: &Io, mode: CommitMode) -> Result<(), Transient> {
+        self.assertions.flush(io, mode).await?;
+        self.spec_versions.flush(io, mode).await?;
+        self.agents.flush(io, mode).await?;
+        self.alarms.flush(io, mode).await?;
+        self.dead_letters.flush(io, mode).await
+    }
+}
+
+/// The flush in flight: it hands the writers back when done.
+type Flight = JoinHandle<(Tables, Result<(), Transient>)>;
+
+fn launch(mut tables: Tables, io: &Arc<Io>, context: &IngestContext) -> Flight {
+    let (io, context) = (io.clone(), context.clone());
+    context.set_flushing(true);
+    tokio::spawn(async move {
+        let result = tables.flush(&io, CommitMode::Async).await;
+        context.set_flushing(false);
+        (tables, result)
+    })
 }
 
 /// Set while a flush keeps failing: intake is paused until `retry_at`.
@@ -151,6 +245,98 @@ struct Stall {
     delay: Duration,
     /// The assignment generation last paused: newly assigned partitions must be paused too.
     paused_generation: u64,
+}
+
+/// The loop's state around its flushes.
+struct Flusher {
+    io: Arc<Io>,
+    context: IngestContext,
+    /// The writers, when no flush has them.
+    tables: Option<Tables>,
+    flight: Option<Flight>,
+    stall: Option<Stall>,
+    /// Flushes run beside the loop (multi-threaded runtime) or are awaited by it.
+    overlapped: bool,
+}
+
+impl Flusher {
+    /// Starts a flush of the due batches, unless one is in flight or a failed one waits for
+    /// its retry time.
+    async fn start(&mut self, intake: &mut Intake) -> anyhow::Result<()> {
+        if self.stall.as_ref().is_some_and(|s| tokio::time::Instant::now() < s.retry_at) {
+            return Ok(());
+        }
+        let Some(tables) = self.tables.as_mut() else { return Ok(()) };
+        let ingest = &self.io.config.ingest;
+        tables.load(intake, ingest.max_rows, ingest.max_delay, false);
+        if tables.is_idle() {
+            return Ok(());
+        }
+        let flight = launch(self.tables.take().expect("checked above"), &self.io, &self.context);
+        if self.overlapped {
+            self.flight = Some(flight);
+            Ok(())
+        } else {
+            self.landed(flight.await)
+        }
+    }
+
+    /// Takes the writers back from a finished flush; a failure stalls intake.
+    fn landed(&mut self, joined: Result<(Tables, Result<(), Transient>), tokio::task::JoinError>) -> anyhow::Result<()> {
+        let (tables, result) = joined.context("a flush task failed")?;
+        self.tables = Some(tables);
+        match result {
+            Ok(()) => {
+                if self.stall.take().is_some() {
+                    tracing::info!("flush succeeded, resuming intake");
+                    consumer::set_paused(&self.io.consumer, false);
+                    metrics::gauge!("specaudit_ingester_paused").set(0.0);
+                }
+            }
+            Err(error) => {
+                let ingest = &self.io.config.ingest;
+                let delay = self.stall.as_ref().map_or(ingest.retry_backoff, |s| (s.delay * 2).min(ingest.retry_max_backoff));
+                if self.stall.is_none() {
+                    consumer::set_paused(&self.io.consumer, true);
+                    metrics::gauge!("specaudit_ingester_paused").set(1.0);
+                }
+                tracing::warn!(%error, retry_in = ?delay, "flush failed, intake paused");
+                let paused_generation = self.context.lock().generation;
+                self.stall = Some(Stall { retry_at: tokio::time::Instant::now() + delay, delay, paused_generation });
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the flush in flight, if any.
+    async fn settle(&mut self) -> anyhow::Result<()> {
+        match self.flight.take() {
+            Some(flight) => self.landed(flight.await),
+            None => Ok(()),
+        }
+    }
+
+    /// Pauses partitions assigned since intake was paused.
+    fn keep_paused(&mut self) {
+        if let Some(stall) = &mut self.stall {
+            let generation = self.context.lock().generation;
+            if generation != stall.paused_generation {
+                consumer::set_paused(&self.io.consumer, true);
+                stall.paused_generation = generation;
+            }
+        }
+    }
+
+    /// When the loop must look again even if no message comes.
+    fn wake(&self, intake: &Intake) -> Option<tokio::time::Instant> {
+        if self.flight.is_some() {
+            return None;
+        }
+        match &self.stall {
+            Some(stall) => Some(stall.retry_at),
+            None => intake.earliest_deadline(self.io.config.ingest.max_delay).map(tokio::time::Instant::from_std),
+        }
+    }
 }
 
 /// Consumes until `shutdown`, then drains the pending batches within [`DRAIN_TIMEOUT`].
@@ -165,49 +351,64 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
         .context("failed to create the dead-letter producer")?;
     let client = specaudit_core::clickhouse::client(&config.clickhouse);
     tracing::info!(topics = ?names, group = %config.ingest.group_id, "ingesting");
-    let io = Io { consumer, client, producer, topics, config };
+    let io = Arc::new(Io { consumer, client, producer, topics, config });
     let codecs = Codecs {
-        assertion: Codec::new(),
-        heartbeat: Codec::new(),
-        spec_version: Codec::new(),
-        alarm: Codec::new(),
+        assertion: Decoder::new(AssertionRow::TABLE),
+        heartbeat: Decoder::new(AgentRow::TABLE),
+        spec_version: Decoder::new(SpecVersionRow::TABLE),
+        alarm: Decoder::new(AlarmRow::TABLE),
+        dead_letter: metrics::counter!("specaudit_ingester_records_total", "table" => DeadLetterRow::TABLE, "result" => "ok"),
     };
-    let mut tables = Tables::new(&io.topics);
+    let mut intake = Intake::new(&io.topics);
+    let overlapped = tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
+    let mut flusher =
+        Flusher { io: io.clone(), context: context.clone(), tables: Some(Tables::new(&io.topics)), flight: None, stall: None, overlapped };
+    let max_rows = io.config.ingest.max_rows;
 
-    let apply_revocations = |tables: &mut Tables| {
-        let revoked = std::mem::take(&mut context.lock().revoked);
-        for (topic, partition) in revoked {
-            tables.forget(&topic, partition);
-        }
-    };
-    // librdkafka may still hand out a message fetched before its partition was revoked.
-    let owns = |message: &BorrowedMessage<'_>| context.lock().assigned.contains(&(message.topic().to_owned(), message.partition()));
-
-    let mut stall: Option<Stall> = None;
+    // Revoked partitions whose progress the writers must still forget.
+    let mut revoked = Vec::new();
     loop {
-        apply_revocations(&mut tables);
-        if let Some(stall) = &mut stall {
-            let generation = context.lock().generation;
-            if generation != stall.paused_generation {
-                consumer::set_paused(&io.consumer, true);
-                stall.paused_generation = generation;
+        apply_revocations(&context, &mut intake, &mut revoked);
+        if !revoked.is_empty() {
+            // The revocation waited for the flush in flight; its writers hold progress to drop.
+            flusher.settle().await?;
+            if let Some(tables) = &mut flusher.tables {
+                for (topic, partition) in revoked.drain(..) {
+                    tables.forget(&topic, partition);
+                }
             }
         }
-        let far = tokio::time::Instant::now() + Duration::from_secs(3600);
-        let wake = match &stall {
-            Some(stall) => stall.retry_at,
-            None => tables.earliest_deadline(io.config.ingest.max_delay).map_or(far, tokio::time::Instant::from_std),
-        };
+        flusher.keep_paused();
+        flusher.start(&mut intake).await?;
+        metrics::gauge!("specaudit_ingester_pending_rows").set(intake.rows() as f64);
+
+        // While a flush is in flight and the next batch is full, wait for the flush.
+        let take_more = flusher.flight.is_none() || !intake.is_full(max_rows);
+        let wake = flusher.wake(&intake);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
-            _ = tokio::time::sleep_until(wake) => {}
-            received = io.consumer.recv() => match received {
+            Some(joined) = OptionFuture::from(flusher.flight.as_mut()) => {
+                flusher.flight = None;
+                flusher.landed(joined)?;
+            }
+            _ = async { match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            } } => {}
+            received = io.consumer.recv(), if take_more => match received {
                 Ok(message) => {
-                    apply_revocations(&mut tables);
-                    // Taken even while paused: a message already fetched must not be skipped.
-                    if owns(&message) {
-                        tables.take(&codecs, &message);
+                    take(&context, &codecs, &mut intake, &mut revoked, &message);
+                    // What librdkafka already holds is taken without waiting.
+                    for _ in 1..BURST {
+                        match io.consumer.recv().now_or_never() {
+                            Some(Ok(message)) => take(&context, &codecs, &mut intake, &mut revoked, &message),
+                            Some(Err(error)) => {
+                                tracing::warn!(%error, "kafka consume error");
+                                break;
+                            }
+                            None => break,
+                        }
                     }
                 }
                 Err(error) => {
@@ -216,49 +417,56 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
                 }
             },
         }
-        if stall.as_ref().is_some_and(|s| tokio::time::Instant::now() < s.retry_at) {
-            continue;
-        }
-        metrics::gauge!("specaudit_ingester_pending_rows").set(tables.pending_rows() as f64);
-        match tables.flush(&io, false).await {
-            Ok(()) => {
-                if stall.take().is_some() {
-                    tracing::info!("flush succeeded, resuming intake");
-                    consumer::set_paused(&io.consumer, false);
-                    metrics::gauge!("specaudit_ingester_paused").set(0.0);
-                }
-            }
-            Err(error) => {
-                let ingest = &io.config.ingest;
-                let delay = stall.as_ref().map_or(ingest.retry_backoff, |s| (s.delay * 2).min(ingest.retry_max_backoff));
-                if stall.is_none() {
-                    consumer::set_paused(&io.consumer, true);
-                    metrics::gauge!("specaudit_ingester_paused").set(1.0);
-                }
-                tracing::warn!(%error, retry_in = ?delay, "flush failed, intake paused");
-                let paused_generation = context.lock().generation;
-                stall = Some(Stall { retry_at: tokio::time::Instant::now() + delay, delay, paused_generation });
-            }
-        }
     }
 
     tracing::info!("draining");
-    apply_revocations(&mut tables);
-    let drained = tokio::time::timeout(DRAIN_TIMEOUT, async {
-        loop {
-            match tables.flush(&io, true).await {
-                Ok(()) => break,
-                Err(error) => {
-                    tracing::warn!(%error, "drain flush failed, retrying");
-                    tokio::time::sleep(io.config.ingest.retry_backoff).await;
-                }
-            }
-        }
-    })
-    .await;
+    let drained = tokio::time::timeout(DRAIN_TIMEOUT, drain(&mut flusher, &mut intake, revoked)).await;
     match drained {
-        Ok(()) => tracing::info!("drained"),
+        Ok(Ok(())) => tracing::info!("drained"),
+        Ok(Err(error)) => tracing::warn!("{error:#}; uncommitted records will be read again and recognised"),
         Err(_) => tracing::warn!("drain timed out; uncommitted records will be read again and recognised"),
     }
     Ok(())
+}
+
+/// Drops the intake's rows of partitions revoked since the last call, and notes them in
+/// `revoked` for the writers. Run before every message is taken: a partition revoked and
+/// assigned again within a burst must lose only the rows taken before the revocation.
+fn apply_revocations(context: &IngestContext, intake: &mut Intake, revoked: &mut Vec<(String, i32)>) {
+    let mut own = context.lock();
+    for (topic, partition) in own.revoked.drain(..) {
+        intake.forget(&topic, partition);
+        revoked.push((topic, partition));
+    }
+}
+
+/// Takes one message into the intake, if its partition is still this ingester's:
+/// librdkafka may still hand out a message fetched before its partition was revoked.
+/// Taken even while paused: a message already fetched must not be skipped.
+fn take(context: &IngestContext, codecs: &Codecs, intake: &mut Intake, revoked: &mut Vec<(String, i32)>, message: &BorrowedMessage<'_>) {
+    apply_revocations(context, intake, revoked);
+    if context.lock().owns(message.topic(), message.partition()) {
+        intake.take(codecs, message);
+    }
+}
+
+/// Writes everything pending and commits synchronously, retrying failures until done.
+async fn drain(flusher: &mut Flusher, intake: &mut Intake, mut revoked: Vec<(String, i32)>) -> anyhow::Result<()> {
+    flusher.settle().await?;
+    apply_revocations(&flusher.context, intake, &mut revoked);
+    let tables = flusher.tables.as_mut().context("the writers were lost")?;
+    for (topic, partition) in revoked {
+        tables.forget(&topic, partition);
+    }
+    let ingest = &flusher.io.config.ingest;
+    loop {
+        tables.load(intake, ingest.max_rows, ingest.max_delay, true);
+        if tables.is_idle() && intake.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = tables.flush(&flusher.io, CommitMode::Sync).await {
+            tracing::warn!(%error, "drain flush failed, retrying");
+            tokio::time::sleep(ingest.retry_backoff).await;
+        }
+    }
 }
