@@ -14,6 +14,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
+use rustc_hash::FxHashMap;
 
 use crate::batch::Batch;
 use crate::rows::SourcedRow;
@@ -97,13 +98,13 @@ fn row_size(key: &Key<'_>) -> usize {
 
 /// Collects one insert's rollup rows.
 struct Pending<'a> {
-    sums: HashMap<Key<'a>, [u64; 4]>,
+    sums: FxHashMap<Key<'a>, [u64; 4]>,
     bytes: usize,
 }
 
 impl<'a> Pending<'a> {
     fn new() -> Self {
-        Pending { sums: HashMap::new(), bytes: 0 }
+        Pending { sums: FxHashMap::default(), bytes: 0 }
     }
 
     fn add(&mut self, c: Contribution<'a>) {
