@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::record::{AlarmEvent, Assertion, Heartbeat, SpecVersion};
 
 pub mod reader;
+pub mod writer;
 
 /// The two bytes that open every Avro single-object encoded record.
 pub const AVRO_MAGIC: [u8; 2] = [0xC3, 0x01];
@@ -47,6 +48,12 @@ pub trait Record: Serialize + DeserializeOwned {
     /// `Value` tree; `None` for the types left to `apache_avro` (see [`reader`]).
     fn read_current(_body: &mut reader::Reader<'_>) -> Option<Result<Self, reader::Error>> {
         None
+    }
+
+    /// Appends the body with the current schema in one pass, without `apache_avro`'s
+    /// `Value` tree; false for the types left to `apache_avro` (see [`writer`]).
+    fn write_current(&self, _out: &mut Vec<u8>) -> bool {
+        false
     }
 
     /// Checks what the schema cannot express; the error is a sentence for the dead letter.
@@ -154,11 +161,14 @@ impl<T: Record> Codec<T> {
 
     /// Avro single-object encoding of `record`.
     pub fn encode(&self, record: &T) -> Result<Vec<u8>, EncodeError> {
-        let value = apache_avro::to_value(record).map_err(|e| EncodeError(e.to_string()))?;
-        let body = apache_avro::to_avro_datum(&self.schema, value).map_err(|e| EncodeError(e.to_string()))?;
-        let mut out = Vec::with_capacity(HEADER_LEN + body.len());
+        let mut out = Vec::with_capacity(256);
         out.extend_from_slice(&AVRO_MAGIC);
         out.extend_from_slice(&self.fingerprint);
+        if record.write_current(&mut out) {
+            return Ok(out);
+        }
+        let value = apache_avro::to_value(record).map_err(|e| EncodeError(e.to_string()))?;
+        let body = apache_avro::to_avro_datum(&self.schema, value).map_err(|e| EncodeError(e.to_string()))?;
         out.extend_from_slice(&body);
         Ok(out)
     }
@@ -254,6 +264,11 @@ impl Record for Assertion {
 
     fn read_current(body: &mut reader::Reader<'_>) -> Option<Result<Self, reader::Error>> {
         Some(reader::assertion(body))
+    }
+
+    fn write_current(&self, out: &mut Vec<u8>) -> bool {
+        writer::assertion(out, self);
+        true
     }
 
     fn validate(&self) -> Result<(), String> {

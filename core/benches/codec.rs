@@ -1,8 +1,9 @@
 //! Decoding one assertion as the ingester does (`Codec::decode`: the one-pass reader plus
 //! the semantic checks), against `apache_avro`'s decoding of the same bytes (`Value` tree,
 //! then deserialization: the codec's former path, and still the path of older writer
-//! schemas) and against serde_json reading the same record as JSON, in the same run.
-//! Run: `cargo bench -p specaudit-core --bench decode`.
+//! schemas) and against serde_json reading the same record as JSON; and encoding one as
+//! agents do (`Codec::encode`, the one-pass writer) against `apache_avro`'s encoding; all
+//! in the same run. Run: `cargo bench -p specaudit-core --bench codec`.
 
 use std::collections::BTreeMap;
 use std::hint::black_box;
@@ -55,6 +56,11 @@ fn apache(inputs: &Inputs) -> Option<Assertion> {
     apache_avro::from_value(&value).ok()
 }
 
+fn apache_encode(inputs: &Inputs, a: &Assertion) -> Option<Vec<u8>> {
+    let value = apache_avro::to_value(a).ok()?;
+    apache_avro::to_avro_datum(&inputs.schema, value).ok()
+}
+
 fn bench(c: &mut Criterion) {
     let inputs = inputs();
     assert_eq!(inputs.codec.decode(&inputs.avro).ok(), apache(&inputs), "both paths read the same record");
@@ -66,6 +72,11 @@ fn bench(c: &mut Criterion) {
     group.bench_function("Codec::decode (one-pass reader + checks)", |b| {
         b.iter(|| inputs.codec.decode(black_box(&inputs.avro)).ok())
     });
+    group.finish();
+    let a = assertion();
+    let mut group = c.benchmark_group("encode-assertion");
+    group.bench_function("baseline: apache_avro Value tree + to_avro_datum", |b| b.iter(|| apache_encode(&inputs, black_box(&a))));
+    group.bench_function("Codec::encode (one-pass writer)", |b| b.iter(|| inputs.codec.encode(black_box(&a)).ok()));
     group.finish();
 }
 
@@ -95,6 +106,13 @@ fn ratio() {
          {:.1}x faster than apache_avro, {:.1}x faster than serde_json",
         apache_t.as_secs_f64() / codec_t.as_secs_f64(),
         json_t.as_secs_f64() / codec_t.as_secs_f64()
+    );
+    let a = assertion();
+    let apache_t = per_call(31, || drop(black_box(apache_encode(&inputs, &a))));
+    let codec_t = per_call(31, || drop(black_box(inputs.codec.encode(&a).ok())));
+    println!(
+        "encode one assertion: apache_avro {apache_t:?}, Codec::encode {codec_t:?}; {:.1}x faster",
+        apache_t.as_secs_f64() / codec_t.as_secs_f64()
     );
 }
 
