@@ -103,7 +103,8 @@ fn main() {
     }
     let counters = down.counters();
     println!(
-        "  {done} checks, {} dropped; RSS at start {} MiB, peak {} MiB, growth {} MiB",
+        "  {done} checks ({:.0}/s), {} dropped; RSS at start {} MiB, peak {} MiB, growth {} MiB",
+        done as f64 / started.elapsed().as_secs_f64(),
         counters.dropped,
         start_rss / 1024,
         peak / 1024,
