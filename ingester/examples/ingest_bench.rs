@@ -16,29 +16,24 @@
 
 #[path = "../tests/support/mod.rs"]
 mod support;
+#[path = "common/baselines.rs"]
+mod baselines;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::message::Message;
 use rdkafka::producer::Producer;
-use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
 use specaudit_core::kafka::Topics;
 use specaudit_core::record::Assertion;
-use specaudit_ingester::rows::{AssertionRow, Source};
 use specaudit_tests::TestEnv;
+use baselines::{backlog, bare_consume, bare_insert, catch_up, count, kafka_engine, Rates};
 use support::{Ingester, Load, RssSampler};
 
 fn exe() -> PathBuf {
     let me = std::env::current_exe().expect("current exe");
     me.parent().and_then(|p| p.parent()).expect("target dir").join("specaudit-ingester")
-}
-
-async fn count(client: &clickhouse::Client, sql: &str) -> u64 {
-    client.query(sql).fetch_one::<u64>().await.unwrap_or(0)
 }
 
 async fn ready(ingester: &Ingester, client: &clickhouse::Client) {
@@ -52,54 +47,6 @@ async fn ready(ingester: &Ingester, client: &clickhouse::Client) {
     tokio::time::sleep(Duration::from_secs(5)).await;
 }
 
-/// Fills `topic` with `n` records (Avro or JSON) and waits until every one is acknowledged.
-fn backlog(env: &TestEnv, topic: &str, load: &Load, n: u64, json: bool) {
-    let producer = support::producer(&env.kafka);
-    for i in 0..n {
-        let (key, bytes) = if json { load.json_record(i) } else { load.record(i) };
-        support::send(&producer, topic, key, &bytes);
-    }
-    producer.flush(Duration::from_secs(300)).expect("flush");
-}
-
-/// How fast a consumer that started on a full topic made it queryable.
-#[derive(Debug, Clone, Copy)]
-struct Rates {
-    /// Rows/s from the start (process spawned, table created) until all rows are queryable:
-    /// start-up and the group join included.
-    overall: f64,
-    /// Rows/s from the first rows becoming queryable until all are: the steady state.
-    /// `None` when every row arrived in one step.
-    sustained: Option<f64>,
-}
-
-/// Waits until all `n` rows are queryable in `table` (and the rollup, when `rollup_sum` is
-/// given), and measures the rates since `started`.
-async fn catch_up(client: &clickhouse::Client, table: &str, n: u64, rollup_sum: Option<u64>, started: Instant) -> Rates {
-    let rows_sql = format!("SELECT count() FROM {table}");
-    let deadline = Instant::now() + Duration::from_secs(1800);
-    let mut first: Option<(Instant, u64)> = None;
-    loop {
-        let rows = count(client, &rows_sql).await;
-        let now = Instant::now();
-        if first.is_none() && rows > 0 {
-            first = Some((now, rows));
-        }
-        let done = match rollup_sum {
-            Some(sum) => rows >= n && count(client, "SELECT sum(passes + failures + errors + skips) FROM assertions_minutely").await >= sum,
-            None => rows >= n,
-        };
-        if done {
-            let sustained = first
-                .filter(|&(_, at_first)| at_first < n)
-                .map(|(since, at_first)| (n - at_first) as f64 / now.duration_since(since).as_secs_f64());
-            return Rates { overall: n as f64 / now.duration_since(started).as_secs_f64(), sustained };
-        }
-        assert!(now < deadline, "{table}: fewer than {n} rows after 30 minutes");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Ingester run on a full topic: its rates, and its peak RSS in MiB.
 async fn ingester_run(env: &TestEnv, load: &Load, n: u64, json: bool) -> (Rates, f64) {
     let client = env.client();
@@ -111,130 +58,6 @@ async fn ingester_run(env: &TestEnv, load: &Load, n: u64, json: bool) -> (Rates,
     let peak = rss.peak_mib();
     drop(ingester);
     (rate, peak)
-}
-
-fn bare_consume(env: &TestEnv, n: u64) -> f64 {
-    let topic = Topics::new(&env.kafka.topic_prefix).assertions;
-    let consumer: BaseConsumer = specaudit_core::kafka::client_config(&env.kafka)
-        .set("group.id", format!("bare-{}", env.id))
-        .set("enable.auto.commit", "false")
-        .create()
-        .expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(&topic), Duration::from_secs(10)).expect("metadata");
-    let mut list = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        list.add_partition_offset(&topic, p.id(), Offset::Beginning).expect("partition");
-    }
-    consumer.assign(&list).expect("assign");
-    let started = Instant::now();
-    let mut seen = 0u64;
-    let mut bytes = 0usize;
-    while seen < n {
-        if let Some(Ok(m)) = consumer.poll(Duration::from_millis(100)) {
-            bytes += m.payload().map_or(0, <[u8]>::len);
-            seen += 1;
-        }
-    }
-    std::hint::black_box(bytes);
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-async fn bare_insert(env: &TestEnv, load: &Load, n: u64) -> f64 {
-    let client = env.client();
-    client.query("CREATE TABLE assertions_bare AS assertions").execute().await.expect("create");
-    let codec = Codec::<Assertion>::new();
-    let rows: Vec<AssertionRow> = (0..n)
-        .map(|i| {
-            let a = codec.decode(&load.record(i).1).expect("decode");
-            AssertionRow::new(a, Source { partition: (i % 6) as i32, offset: i as i64 })
-        })
-        .collect();
-    let started = Instant::now();
-    for chunk in rows.chunks(50_000) {
-        let mut insert = client.insert::<AssertionRow>("assertions_bare").await.expect("insert");
-        for row in chunk {
-            insert.write(row).await.expect("write");
-        }
-        insert.end().await.expect("end");
-    }
-    n as f64 / started.elapsed().as_secs_f64()
-}
-
-/// ClickHouse's Kafka engine reading a full JSON topic, with one materialized view into a
-/// copy of the raw table and one into the rollup. Rows/s, or the error.
-///
-/// ClickHouse 18.16 wants every column of a view's target from the view, DEFAULT and
-/// MATERIALIZED ones included, and resolves `toUInt64(ts) AS ts_ms` and `... AS ts` as a
-/// cycle; so the engine's raw table derives `ts` as an ALIAS column (same stored columns,
-/// partitions and order as `assertions`, with `ts_ms` in place of `ts`). Views do not
-/// cascade in 18.16 either: the rollup view reads the engine table directly.
-async fn kafka_engine(env: &TestEnv, load: &Load, n: u64) -> Result<Rates, String> {
-    let db = &env.clickhouse.database;
-    let server = specaudit_core::clickhouse::server_client(&env.clickhouse);
-    specaudit_ingester::migrate::migrate(&env.clickhouse).await.map_err(|e| e.to_string())?;
-    let topic = Topics::new(&env.kafka.topic_prefix).assertions;
-    backlog(env, &topic, load, n, true);
-    let group = format!("engine-{}", env.id);
-    start_group_at_beginning(env, &group, &topic);
-    let ddl = [
-        format!(
-            "CREATE TABLE {db}.assertions_engine (assertion_id UUID, ts_ms UInt64, ts DateTime ALIAS toDateTime(intDiv(ts_ms, 1000)), \
-             spec String, spec_version UInt64, component String, instance String, agent_id String, requirement String, task String, \
-             outcome Enum8('pass' = 1, 'fail' = 2, 'error' = 3, 'skip' = 4), severity Enum8('critical' = 1, 'major' = 2, 'minor' = 3, 'info' = 4), \
-             count UInt32, message String, details String, label_keys Array(String), label_values Array(String), \
-             kafka_partition Int32, kafka_offset Int64, ingested_at DateTime DEFAULT now()) ENGINE = MergeTree() \
-             PARTITION BY toYYYYMM(toDateTime(intDiv(ts_ms, 1000))) ORDER BY (spec, component, requirement, ts_ms)"
-        ),
-        format!(
-            "CREATE TABLE {db}.assertions_queue (assertion_id String, ts Int64, spec String, spec_version UInt64, \
-             component String, instance String, agent_id String, requirement String, task String, outcome String, \
-             severity String, count UInt32, message String, details String) ENGINE = Kafka SETTINGS \
-             kafka_broker_list = '{}', kafka_topic_list = '{topic}', kafka_group_name = '{group}', \
-             kafka_format = 'JSONEachRow', kafka_num_consumers = 1",
-            env.kafka.brokers
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW {db}.assertions_queue_mv TO {db}.assertions_engine AS SELECT toUUID(assertion_id) AS assertion_id, \
-             toUInt64(ts) AS ts_ms, spec, spec_version, component, instance, agent_id, requirement, task, \
-             CAST(outcome AS Enum8('pass' = 1, 'fail' = 2, 'error' = 3, 'skip' = 4)) AS outcome, \
-             CAST(severity AS Enum8('critical' = 1, 'major' = 2, 'minor' = 3, 'info' = 4)) AS severity, count, message, details, \
-             emptyArrayString() AS label_keys, emptyArrayString() AS label_values, toInt32(0) AS kafka_partition, toInt64(0) AS kafka_offset, \
-             now() AS ingested_at FROM {db}.assertions_queue"
-        ),
-        format!(
-            "CREATE MATERIALIZED VIEW {db}.rollup_mv TO {db}.assertions_minutely AS SELECT \
-             toStartOfMinute(toDateTime(intDiv(ts, 1000))) AS minute, spec, spec_version, component, instance, requirement, \
-             CAST(severity AS Enum8('critical' = 1, 'major' = 2, 'minor' = 3, 'info' = 4)) AS severity, \
-             sum(if(outcome = 'pass', toUInt64(count), toUInt64(0))) AS passes, sum(if(outcome = 'fail', toUInt64(count), toUInt64(0))) AS failures, \
-             sum(if(outcome = 'error', toUInt64(count), toUInt64(0))) AS errors, sum(if(outcome = 'skip', toUInt64(count), toUInt64(0))) AS skips, \
-             toInt32(-1) AS kafka_partition, toUInt64(0) AS kafka_offsets \
-             FROM {db}.assertions_queue GROUP BY minute, spec, spec_version, component, instance, requirement, severity"
-        ),
-    ];
-    let started = Instant::now();
-    for sql in &ddl {
-        server.query(sql).execute().await.map_err(|e| format!("{e}"))?;
-    }
-    let rate = tokio::time::timeout(Duration::from_secs(900), catch_up(&env.client(), "assertions_engine", n, Some(load.count_sum(n)), started))
-        .await
-        .map_err(|_| "the engine did not ingest every row within 15 minutes".to_owned());
-    // Stop the engine's consumer before the database goes.
-    let _ = server.query(&format!("DROP TABLE {db}.assertions_queue_mv")).execute().await;
-    let _ = server.query(&format!("DROP TABLE {db}.rollup_mv")).execute().await;
-    let _ = server.query(&format!("DROP TABLE {db}.assertions_queue")).execute().await;
-    rate
-}
-
-/// Commits offset 0 of every partition of `topic` for `group`, so a consumer of that
-/// group reads the topic from its beginning whatever its `auto.offset.reset`.
-fn start_group_at_beginning(env: &TestEnv, group: &str, topic: &str) {
-    let consumer: BaseConsumer = specaudit_core::kafka::client_config(&env.kafka).set("group.id", group).create().expect("consumer");
-    let metadata = consumer.fetch_metadata(Some(topic), Duration::from_secs(10)).expect("metadata");
-    let mut list = TopicPartitionList::new();
-    for p in metadata.topics()[0].partitions() {
-        list.add_partition_offset(topic, p.id(), Offset::Offset(0)).expect("partition");
-    }
-    consumer.commit(&list, rdkafka::consumer::CommitMode::Sync).expect("commit the group's start");
 }
 
 /// p50/p99 produce → queryable of 100 probes/s under a background load at `rate` rows/s.
@@ -320,7 +143,7 @@ async fn main() {
     );
     let consume_rate = bare_consume(&avro, n);
     println!("bare kafka consume: {consume_rate:.0} rows/s");
-    let insert_rate = bare_insert(&avro, &load, n).await;
+    let insert_rate = bare_insert(&avro, &baselines::rows((0..n).map(|i| load.record(i).1))).await;
     println!("bare clickhouse insert: {insert_rate:.0} rows/s");
     let limit = consume_rate.min(insert_rate);
 
