@@ -20,9 +20,10 @@ enum Line {
     Requirements { component: String },
 }
 
-/// Answers one line.
-pub(super) fn answer(sidecar: &Sidecar, line: &str) -> Value {
-    let result = serde_json::from_str::<Line>(line)
+/// Answers one line, given as the bytes read: a line that is not UTF-8 is refused like
+/// any other line that is not JSON.
+pub(super) fn answer(sidecar: &Sidecar, line: &[u8]) -> Value {
+    let result = serde_json::from_slice::<Line>(line)
         .map_err(|e| RequestError::BadJson(e.to_string()))
         .and_then(|request| match request {
             Line::Check(r) => sidecar.check(&r).map(|results| json!({"results": results})),
@@ -35,15 +36,19 @@ pub(super) fn answer(sidecar: &Sidecar, line: &str) -> Value {
     result.unwrap_or_else(|error| json!({"error": error.to_string()}))
 }
 
-/// Serves lines from `input` until it ends; blank lines are skipped.
-pub fn serve_lines(sidecar: &Sidecar, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
-    for line in input.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
+/// Serves lines from `input` until it ends; blank lines are skipped. Every other line gets
+/// one answer, an error for a bad one, and the stream goes on.
+pub fn serve_lines(sidecar: &Sidecar, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if input.read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
+        }
+        if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         writeln!(output, "{}", answer(sidecar, &line))?;
         output.flush()?;
     }
-    Ok(())
 }
