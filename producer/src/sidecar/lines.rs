@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AssertRequest, CheckRequest, RequestError, Sidecar};
+use super::{parse_request, AssertRequest, CheckRequest, Sidecar};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -23,9 +23,7 @@ enum Line {
 /// Answers one line, given as the bytes read: a line that is not UTF-8 is refused like
 /// any other line that is not JSON.
 pub(super) fn answer(sidecar: &Sidecar, line: &[u8]) -> Value {
-    let result = serde_json::from_slice::<Line>(line)
-        .map_err(|e| RequestError::BadJson(e.to_string()))
-        .and_then(|request| match request {
+    let result = parse_request::<Line>(line).and_then(|request| match request {
             Line::Check(r) => sidecar.check(&r).map(|results| json!({"results": results})),
             Line::Assert(r) => sidecar.assert(&r).map(|results| json!({"results": results})),
             Line::Requirements { component } => sidecar.requirements(&component).map(|list| {
