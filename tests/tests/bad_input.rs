@@ -629,6 +629,8 @@ struct LineCase {
     #[serde(default)]
     hex: Option<String>,
     #[serde(default)]
+    big: Option<usize>,
+    #[serde(default)]
     error: Option<String>,
     #[serde(default)]
     result: Option<String>,
@@ -647,15 +649,20 @@ async fn json_lines_mode_answers_every_bad_line_and_keeps_going() {
 
     let mut input = Vec::new();
     for case in &corpus.lines {
-        match (&case.line, &case.hex) {
-            (_, Some(text)) => input.extend(hex(text)),
-            (Some(line), None) => input.extend_from_slice(line.as_bytes()),
-            (None, None) => panic!("{}: no line", case.name),
+        match (&case.line, &case.hex, case.big) {
+            (_, _, Some(size)) => {
+                let line = format!(r#"{{"op": "check", "component": "web", "task": "serve", "facts": {{"x": "{}"}}}}"#, "a".repeat(size));
+                input.extend_from_slice(line.as_bytes());
+            }
+            (_, Some(text), None) => input.extend(hex(text)),
+            (Some(line), None, None) => input.extend_from_slice(line.as_bytes()),
+            (None, None, None) => panic!("{}: no line", case.name),
         }
         input.push(b'\n');
     }
     let mut command = Command::new(bin("specaudit-sidecar"));
     command.arg("lines").env_remove("SPECAUDIT_CONFIG").envs(stack_env(&env, false)).env("SPECAUDIT__SIDECAR__INSTANCE", "host-1");
+    command.env("SPECAUDIT__SIDECAR__MAX_BODY_BYTES", "4096");
     let mut child = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("sidecar lines");
     let mut stdin = child.stdin.take().expect("stdin");
     let writer = std::thread::spawn(move || stdin.write_all(&input));

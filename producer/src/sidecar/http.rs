@@ -23,6 +23,7 @@ impl IntoResponse for RequestError {
             RequestError::Agent(AgentError::UnknownRequirement(_)) => StatusCode::NOT_FOUND,
             RequestError::Agent(AgentError::BadComponent(_)) => StatusCode::BAD_REQUEST,
             RequestError::Agent(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()

@@ -3,14 +3,15 @@
 //!
 //! A line is `{"op": "check", "component": …, "task": …, "facts": {…}}`,
 //! `{"op": "assert", …}` or `{"op": "requirements", "component": …}`; the answer is
-//! `{"results": […]}`, `{"requirements": […]}` or `{"error": "…"}`.
+//! `{"results": […]}`, `{"requirements": […]}` or `{"error": "…"}`. A line longer than
+//! `sidecar.max_body_bytes` is answered with an error without being kept in memory.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{parse_request, AssertRequest, CheckRequest, Sidecar};
+use super::{parse_request, AssertRequest, CheckRequest, RequestError, Sidecar};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -37,16 +38,42 @@ pub(super) fn answer(sidecar: &Sidecar, line: &[u8]) -> Value {
 /// Serves lines from `input` until it ends; blank lines are skipped. Every other line gets
 /// one answer, an error for a bad one, and the stream goes on.
 pub fn serve_lines(sidecar: &Sidecar, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    let limit = sidecar.config.sidecar.max_body_bytes;
     let mut line = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line)? == 0 {
+        if (&mut input).take(limit as u64 + 1).read_until(b'\n', &mut line)? == 0 {
             return Ok(());
         }
-        if line.iter().all(u8::is_ascii_whitespace) {
+        let reply = if line.len() > limit && line.last() != Some(&b'\n') {
+            skip_line(&mut input)?;
+            json!({"error": RequestError::TooLarge(limit).to_string()})
+        } else if line.iter().all(u8::is_ascii_whitespace) {
             continue;
-        }
-        writeln!(output, "{}", answer(sidecar, &line))?;
+        } else {
+            answer(sidecar, &line)
+        };
+        writeln!(output, "{reply}")?;
         output.flush()?;
+    }
+}
+
+/// Consumes the rest of the current line.
+fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                input.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let all = buf.len();
+                input.consume(all);
+            }
+        }
     }
 }

@@ -130,6 +130,8 @@ impl From<CheckResult> for OutcomeView {
 pub enum RequestError {
     #[error("request body is not valid JSON: {0}")]
     BadJson(String),
+    #[error("the request is longer than the {0} bytes allowed (sidecar.max_body_bytes)")]
+    TooLarge(usize),
     #[error("a request must be a JSON object, not {0}")]
     NotObject(&'static str),
     #[error("facts must be a JSON object, not {0}")]
