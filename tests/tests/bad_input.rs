@@ -194,8 +194,8 @@ async fn corrupt_records_become_dead_letters_and_every_reader_keeps_going() {
         service.assert_alive(Duration::from_secs(60)).await;
     }
     let http = reqwest::Client::new();
-    let requirements = |http: &reqwest::Client| http.get(format!("{}/v1/requirements?component=web", sidecar.base)).send();
-    let listed: Value = serde_json::from_str(&requirements(&http).await.expect("sidecar").text().await.expect("body")).expect("json");
+    let listed = http.get(format!("{}/v1/requirements?component=web", sidecar.base)).send().await.expect("sidecar");
+    let listed: Value = serde_json::from_str(&listed.text().await.expect("body")).expect("json");
     assert_eq!(listed["requirements"].as_array().map(Vec::len), Some(2), "{listed}");
 
     // Every corrupt record between good ones, where a topic takes good ones from outside.
@@ -287,6 +287,28 @@ async fn corrupt_records_become_dead_letters_and_every_reader_keeps_going() {
         if let Err(problem) = check {
             failures.push(format!("{}: {problem}", case.name));
         }
+    }
+
+    // The alarmer skipped, and counted, every undecodable record it reads live.
+    let undecodable = corpus
+        .cases
+        .iter()
+        .filter(|c| matches!(c.topic.as_str(), "assertions" | "heartbeats") || (c.topic == "specs" && c.avro.is_none()))
+        .count() as f64;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let metrics = http.get(format!("{}/metrics", alarmer.base)).send().await.expect("alarmer metrics");
+        let text = metrics.text().await.unwrap_or_default();
+        let skipped: f64 = text
+            .lines()
+            .filter(|l| l.starts_with("specaudit_alarmer_undecodable_total"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        if skipped == undecodable {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alarmer counted {skipped} undecodable records, not {undecodable}:\n{text}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 
     // Every reader is alive, and the sidecar still runs version 1 of the spec.
