@@ -198,6 +198,8 @@ pub enum PlanError {
     Waiver(#[from] WaiverError),
     #[error("waiver {index}: unknown rule {rule:?}")]
     WaiverRule { index: usize, rule: String },
+    #[error("{key} must be longer than zero")]
+    ZeroDuration { key: &'static str },
 }
 
 /// A validated configuration, ready to run.
@@ -210,6 +212,12 @@ pub struct Plan {
 impl AlarmerConfig {
     /// Checks every rule, route, receiver and waiver.
     pub fn plan(&self) -> Result<Plan, PlanError> {
+        // A zero tick cannot drive the evaluation timer; a zero first retry never backs off.
+        for (key, value) in [("alarmer.tick", self.alarmer.tick), ("notify.retry_initial", self.notify.retry_initial)] {
+            if value.is_zero() {
+                return Err(PlanError::ZeroDuration { key });
+            }
+        }
         let mut rules = Vec::new();
         let mut names = HashSet::new();
         for config in &self.rules {
@@ -325,6 +333,12 @@ mod tests {
         assert!(e.contains("pager"), "{e}");
         let e = load("[receivers.hook]\ntype = \"webhook\"\nurl = \"http://x\"\nsecret = \"s\"\ntimeout = \"soon\"\n").unwrap_err();
         assert!(e.contains("soon"), "{e}");
+    }
+
+    #[test]
+    fn zero_durations_that_drive_timers_are_refused_by_key() {
+        assert_eq!(plan_error("[alarmer]\ntick = \"0s\"\n"), "alarmer.tick must be longer than zero");
+        assert_eq!(plan_error("[notify]\nretry_initial = \"0ms\"\n"), "notify.retry_initial must be longer than zero");
     }
 
     #[test]

@@ -204,7 +204,11 @@ fn meta(change: ChangeArgs) -> Meta {
 }
 
 fn read(file: &PathBuf) -> Result<String, Failure> {
-    std::fs::read_to_string(file).map_err(|e| (1, format!("cannot read {}: {e}", file.display())))
+    std::fs::read_to_string(file).map_err(|e| match e.kind() {
+        // The file was read; what it holds cannot be a spec, a patch or a value.
+        std::io::ErrorKind::InvalidData => (EXIT_INVALID, format!("{} is not a YAML or JSON document: it is not UTF-8 text", file.display())),
+        _ => (1, format!("cannot read {}: {e}", file.display())),
+    })
 }
 
 fn read_spec(file: &PathBuf) -> Result<Spec, Failure> {

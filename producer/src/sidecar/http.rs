@@ -8,27 +8,26 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
-use super::{RequestError, Sidecar};
+use super::{parse_request, RequestError, Sidecar};
 use crate::agent::AgentError;
 
 impl IntoResponse for RequestError {
     fn into_response(self) -> Response {
         let status = match &self {
-            RequestError::BadJson(_) | RequestError::FactsNotObject(_) | RequestError::BadComponent(_) => StatusCode::BAD_REQUEST,
+            RequestError::BadJson(_)
+            | RequestError::NotObject(_)
+            | RequestError::FactsNotObject(_)
+            | RequestError::BadComponent(_) => StatusCode::BAD_REQUEST,
             RequestError::Agent(AgentError::UnknownRequirement(_)) => StatusCode::NOT_FOUND,
             RequestError::Agent(AgentError::BadComponent(_)) => StatusCode::BAD_REQUEST,
             RequestError::Agent(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()
     }
-}
-
-fn parse<T: DeserializeOwned>(body: &[u8]) -> Result<T, RequestError> {
-    serde_json::from_slice(body).map_err(|e| RequestError::BadJson(e.to_string()))
 }
 
 /// Runs blocking agent work (a first request starts the component's agent) off the
@@ -42,13 +41,13 @@ async fn blocking<T: Send + 'static>(
 }
 
 async fn check(State(sidecar): State<Arc<Sidecar>>, body: Bytes) -> Result<Response, RequestError> {
-    let request: super::CheckRequest = parse(&body)?;
+    let request: super::CheckRequest = parse_request(&body)?;
     let results = blocking(move || sidecar.check(&request)).await?;
     Ok(Json(serde_json::json!({"results": results})).into_response())
 }
 
 async fn assert(State(sidecar): State<Arc<Sidecar>>, body: Bytes) -> Result<Response, RequestError> {
-    let request: super::AssertRequest = parse(&body)?;
+    let request: super::AssertRequest = parse_request(&body)?;
     let results = blocking(move || sidecar.assert(&request)).await?;
     Ok(Json(serde_json::json!({"results": results})).into_response())
 }

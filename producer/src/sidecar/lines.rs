@@ -3,14 +3,15 @@
 //!
 //! A line is `{"op": "check", "component": …, "task": …, "facts": {…}}`,
 //! `{"op": "assert", …}` or `{"op": "requirements", "component": …}`; the answer is
-//! `{"results": […]}`, `{"requirements": […]}` or `{"error": "…"}`.
+//! `{"results": […]}`, `{"requirements": […]}` or `{"error": "…"}`. A line longer than
+//! `sidecar.max_body_bytes` is answered with an error without being kept in memory.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, Read, Write};
 
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{AssertRequest, CheckRequest, RequestError, Sidecar};
+use super::{parse_request, AssertRequest, CheckRequest, RequestError, Sidecar};
 
 #[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
@@ -20,11 +21,10 @@ enum Line {
     Requirements { component: String },
 }
 
-/// Answers one line.
-pub(super) fn answer(sidecar: &Sidecar, line: &str) -> Value {
-    let result = serde_json::from_str::<Line>(line)
-        .map_err(|e| RequestError::BadJson(e.to_string()))
-        .and_then(|request| match request {
+/// Answers one line, given as the bytes read: a line that is not UTF-8 is refused like
+/// any other line that is not JSON.
+pub(super) fn answer(sidecar: &Sidecar, line: &[u8]) -> Value {
+    let result = parse_request::<Line>(line).and_then(|request| match request {
             Line::Check(r) => sidecar.check(&r).map(|results| json!({"results": results})),
             Line::Assert(r) => sidecar.assert(&r).map(|results| json!({"results": results})),
             Line::Requirements { component } => sidecar.requirements(&component).map(|list| {
@@ -35,15 +35,45 @@ pub(super) fn answer(sidecar: &Sidecar, line: &str) -> Value {
     result.unwrap_or_else(|error| json!({"error": error.to_string()}))
 }
 
-/// Serves lines from `input` until it ends; blank lines are skipped.
-pub fn serve_lines(sidecar: &Sidecar, input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
-    for line in input.lines() {
-        let line = line?;
-        if line.trim().is_empty() {
-            continue;
+/// Serves lines from `input` until it ends; blank lines are skipped. Every other line gets
+/// one answer, an error for a bad one, and the stream goes on.
+pub fn serve_lines(sidecar: &Sidecar, mut input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+    let limit = sidecar.config.sidecar.max_body_bytes;
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if (&mut input).take(limit as u64 + 1).read_until(b'\n', &mut line)? == 0 {
+            return Ok(());
         }
-        writeln!(output, "{}", answer(sidecar, &line))?;
+        let reply = if line.len() > limit && line.last() != Some(&b'\n') {
+            skip_line(&mut input)?;
+            json!({"error": RequestError::TooLarge(limit).to_string()})
+        } else if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        } else {
+            answer(sidecar, &line)
+        };
+        writeln!(output, "{reply}")?;
         output.flush()?;
     }
-    Ok(())
+}
+
+/// Consumes the rest of the current line.
+fn skip_line(input: &mut impl BufRead) -> std::io::Result<()> {
+    loop {
+        let buf = input.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                input.consume(end + 1);
+                return Ok(());
+            }
+            None => {
+                let all = buf.len();
+                input.consume(all);
+            }
+        }
+    }
 }

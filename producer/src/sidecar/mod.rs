@@ -130,6 +130,10 @@ impl From<CheckResult> for OutcomeView {
 pub enum RequestError {
     #[error("request body is not valid JSON: {0}")]
     BadJson(String),
+    #[error("the request is longer than the {0} bytes allowed (sidecar.max_body_bytes)")]
+    TooLarge(usize),
+    #[error("a request must be a JSON object, not {0}")]
+    NotObject(&'static str),
     #[error("facts must be a JSON object, not {0}")]
     FactsNotObject(&'static str),
     #[error("component must be a dot-separated path, got {0:?}")]
@@ -149,6 +153,17 @@ fn kind(value: &Value) -> &'static str {
         Value::Array(_) => "an array",
         Value::Object(_) => "an object",
     }
+}
+
+/// Parses a request of the HTTP API or the JSON-lines mode: a JSON object with the
+/// fields of `T`. Anything else is refused by what it is, since serde would read an array
+/// as the fields in order and report a confusing type error about the first one.
+pub(crate) fn parse_request<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, RequestError> {
+    let value: Value = serde_json::from_slice(bytes).map_err(|e| RequestError::BadJson(e.to_string()))?;
+    if !value.is_object() {
+        return Err(RequestError::NotObject(kind(&value)));
+    }
+    serde_json::from_value(value).map_err(|e| RequestError::BadJson(e.to_string()))
 }
 
 /// The agents of this host, one per component, started on first use.
