@@ -26,7 +26,8 @@ static CODECS: LazyLock<Codecs> = LazyLock::new(|| Codecs {
 });
 
 /// Decodes `bytes`; when that succeeds, the Avro encoding of the record must decode to the
-/// same record and encode to the same bytes again.
+/// same record. (Not to the same bytes: apache-avro writes map entries, the labels, in hash
+/// order, and Avro maps are unordered.)
 fn round_trip<T: Record + Debug + PartialEq>(codec: &Codec<T>, bytes: &[u8]) {
     let Ok(record) = codec.decode(bytes) else { return };
     let encoded = codec.encode(&record).expect("a decoded record encodes");
@@ -38,8 +39,6 @@ fn round_trip<T: Record + Debug + PartialEq>(codec: &Codec<T>, bytes: &[u8]) {
         again == record || format!("{again:?}") == format!("{record:?}"),
         "round trip changed the record:\n{record:?}\n{again:?}"
     );
-    let re_encoded = codec.encode(&again).expect("a decoded record encodes");
-    assert_eq!(encoded, re_encoded, "encoding is not stable");
 }
 
 fuzz_target!(|bytes: &[u8]| {
