@@ -53,6 +53,12 @@ impl Evaluation {
     }
 }
 
+/// Longest CEL expression accepted. The CEL parser, evaluator and drop recurse once per
+/// operator in a chain (`a + b + c`, `a.b.c`), with no limit of their own: a few thousand
+/// overflow the stack of a 2 MiB thread. Real checks are one line; this keeps the deepest
+/// chain to a few hundred levels.
+pub const MAX_CEL_BYTES: usize = 1024;
+
 /// The CEL standard environment is costly to build; one serves every evaluation.
 static CEL_ENV: LazyLock<Arc<cel::Env>> = LazyLock::new(|| Arc::new(cel::Env::stdlib()));
 
@@ -60,10 +66,23 @@ impl CompiledCheck {
     pub fn compile(check: &Check) -> Result<CompiledCheck, CompileError> {
         match (&check.expr, &check.schema) {
             (Some(expr), None) => {
-                let program = CEL_ENV.compile(expr).map_err(|e| CompileError {
-                    field: "expr",
-                    message: format!("CEL does not compile: {}", e.to_string().trim()),
-                })?;
+                let expr_error = |message: String| CompileError { field: "expr", message };
+                if expr.len() > MAX_CEL_BYTES {
+                    return Err(expr_error(format!(
+                        "CEL expression of {} bytes is longer than the {MAX_CEL_BYTES} allowed",
+                        expr.len()
+                    )));
+                }
+                let program = CEL_ENV
+                    .compile(expr)
+                    .map_err(|e| expr_error(format!("CEL does not compile: {}", e.to_string().trim())))?;
+                let cost = cost::estimate(program.expression());
+                if cost > cost::MAX {
+                    return Err(expr_error(format!(
+                        "CEL expression would take about {cost} steps per evaluation, more than the {} allowed: nest fewer macros (all, exists, map, filter) or iterate shorter lists",
+                        cost::MAX
+                    )));
+                }
                 Ok(CompiledCheck::Cel { program, source: expr.clone() })
             }
             (None, Some(schema)) => {
@@ -122,6 +141,64 @@ impl CompiledCheck {
                     Evaluation::with(Outcome::Fail, format!("{at}: {error}"))
                 }
             },
+        }
+    }
+}
+
+/// A static estimate of the work one evaluation of a CEL expression does, so that nested
+/// macros (`l.all(a, l.all(b, l.all(c, ...)))`, each level multiplying the work by the
+/// length of its list) cannot make a check that runs for hours. A list written in the
+/// expression counts its length; a list from facts or params counts `DATA_LIST`.
+mod cost {
+    use cel::common::ast::{operators, EntryExpr, Expr};
+    use cel::parser::Expression;
+
+    /// Most steps (expression nodes evaluated) an evaluation may take.
+    pub(super) const MAX: u64 = 1_000_000;
+    /// Assumed length of a list the expression does not spell out.
+    const DATA_LIST: u64 = 10;
+
+    pub(super) fn estimate(expr: &Expression) -> u64 {
+        match &expr.expr {
+            Expr::Comprehension(c) => {
+                let per_item = estimate(&c.loop_cond).saturating_add(estimate(&c.loop_step));
+                estimate(&c.iter_range)
+                    .saturating_add(estimate(&c.accu_init))
+                    .saturating_add(length(&c.iter_range).saturating_mul(per_item))
+                    .saturating_add(estimate(&c.result))
+            }
+            Expr::Call(call) => call
+                .target
+                .iter()
+                .map(|t| estimate(t))
+                .chain(call.args.iter().map(estimate))
+                .fold(1, u64::saturating_add),
+            Expr::List(list) => list.elements.iter().map(estimate).fold(1, u64::saturating_add),
+            Expr::Map(map) => map.entries.iter().map(|e| entry(&e.expr)).fold(1, u64::saturating_add),
+            Expr::Struct(s) => s.entries.iter().map(|e| entry(&e.expr)).fold(1, u64::saturating_add),
+            Expr::Select(select) => estimate(&select.operand).saturating_add(1),
+            Expr::Ident(_) | Expr::Literal(_) | Expr::Unspecified => 1,
+        }
+    }
+
+    fn entry(entry: &EntryExpr) -> u64 {
+        match entry {
+            EntryExpr::StructField(field) => estimate(&field.value),
+            EntryExpr::MapEntry(e) => estimate(&e.key).saturating_add(estimate(&e.value)),
+        }
+    }
+
+    /// Upper bound of the length of the list (or map) `expr` gives.
+    fn length(expr: &Expression) -> u64 {
+        match &expr.expr {
+            Expr::List(list) => list.elements.len() as u64,
+            Expr::Map(map) => map.entries.len() as u64,
+            // `map` and `filter` give at most as many items as they iterate.
+            Expr::Comprehension(c) => length(&c.iter_range),
+            Expr::Call(call) if call.func_name == operators::ADD && call.args.len() == 2 => {
+                length(&call.args[0]).saturating_add(length(&call.args[1]))
+            }
+            _ => DATA_LIST,
         }
     }
 }
@@ -192,5 +269,55 @@ mod tests {
         let err = CompiledCheck::compile(&Check { expr: None, schema: Some(json!({"type": 12})) }).unwrap_err();
         assert_eq!(err.field, "schema");
         assert!(CompiledCheck::compile(&Check { expr: None, schema: None }).is_err());
+    }
+
+    /// Found by fuzzing: the CEL parser recursed once per operator of a chain, so a long
+    /// `1 + 1 + ...` or `facts.a.a...` overflowed the stack and took the process down.
+    #[test]
+    fn long_operator_chains_are_refused_not_a_stack_overflow() {
+        let at_limit = |unit: &str, head: &str, tail: &str| {
+            let n = (MAX_CEL_BYTES - head.len() - tail.len()) / unit.len();
+            format!("{head}{}{tail}", unit.repeat(n))
+        };
+        // The deepest chains that fit in the limit compile and evaluate on a test thread's
+        // 2 MiB stack, the size of a tokio worker's.
+        for expr in [
+            at_limit("1 + ", "", "1 > 0"),
+            at_limit(".a", "facts", " == 1"),
+            at_limit("[0]", "facts", " == 1"),
+            at_limit(".size()", "facts", " == 1"),
+            at_limit("!", "", "true"),
+            at_limit("(", "", ""),
+        ] {
+            assert!(expr.len() <= MAX_CEL_BYTES);
+            if let Ok(check) = CompiledCheck::compile(&Check { expr: Some(expr), schema: None }) {
+                check.evaluate(&json!({"a": 1}), &json!({}));
+            }
+        }
+        let long = format!("{}1 > 0", "1+".repeat(20_000));
+        let err = CompiledCheck::compile(&Check { expr: Some(long), schema: None }).expect_err("a 40,000-byte expression is refused");
+        assert_eq!(err.field, "expr");
+        assert!(err.message.contains("longer than the 1024 allowed"), "{}", err.message);
+    }
+
+    /// Found by fuzzing: nested macros multiply the work; seven levels over a ten-item list
+    /// ran for minutes.
+    #[test]
+    fn nested_macros_that_would_run_away_are_refused() {
+        let list = "[1, 2, 3, 4, 5, 6, 7, 8, 9, 10]";
+        let mut expr = "a0 > 0".to_owned();
+        for level in 1..=7 {
+            expr = format!("{list}.all(a{level}, {expr})");
+        }
+        let err = CompiledCheck::compile(&Check { expr: Some(expr), schema: None }).expect_err("seven nested macros are refused");
+        assert_eq!(err.field, "expr");
+        assert!(err.message.contains("steps per evaluation"), "{}", err.message);
+        // Realistic nesting over the facts still compiles and runs.
+        let check = cel("facts.hosts.all(h, h.ports.all(p, p > 0 && p < 65536)) && facts.hosts.map(h, h.name).exists(n, n == 'a')");
+        let facts = json!({"hosts": [{"name": "a", "ports": [80, 443]}, {"name": "b", "ports": [22]}]});
+        assert_eq!(check.evaluate(&facts, &json!({})).outcome, Outcome::Pass);
+        // So does a long list written out: 200 items, iterated once.
+        let items = (0..200).map(|i| i.to_string()).collect::<Vec<_>>().join(",");
+        cel(&format!("[{items}].exists(x, x == facts.n)"));
     }
 }
