@@ -158,6 +158,8 @@ async fn rollups_add_up_exactly_and_heartbeats_report_coverage() {
     assert!(fails.iter().all(|a| a.count == 1));
     // Passes travel rolled up: far fewer records than checks.
     assert!(sent.len() < 1000, "{} records for {checks} checks", sent.len());
+    // `emitted` counts assertion records only, not heartbeats.
+    assert_eq!(counters.emitted, sent.len() as i64);
 
     let heartbeats: Vec<Heartbeat> = read_all(&env.kafka, &topics.heartbeats);
     let last = heartbeats.last().unwrap();

@@ -147,6 +147,11 @@ cmd_test() {
     export SPECAUDIT_TEST_ALERTMANAGER="http://$BIND_HOST:$ALERTMANAGER_PORT"
     say "running the tests (cargo test --workspace $*)"
     (cd "$REPO_DIR" && cargo test --workspace "$@") || rc=$?
+    # A short fuzzing run of every target (decoders, spec parser, check compilation).
+    if ((rc == 0)) && [ "$#" -eq 0 ]; then
+        say "fuzzing smoke run (fuzz/smoke.sh ${SPECAUDIT_FUZZ_SECONDS:-15} s per target)"
+        "$REPO_DIR/fuzz/smoke.sh" "${SPECAUDIT_FUZZ_SECONDS:-15}" || rc=$?
+    fi
     if ((!was_running)); then
         cmd_down
     fi

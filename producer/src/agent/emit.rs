@@ -37,10 +37,18 @@ struct DeliveryCount(Arc<Cells>);
 
 impl ClientContext for DeliveryCount {}
 
-impl ProducerContext for DeliveryCount {
-    type DeliveryOpaque = ();
+/// What a record sent is, as its delivery opaque: the counters (and the heartbeat's
+/// `emitted` / `dropped`) are about assertion records only.
+const ASSERTION: usize = 0;
+const HEARTBEAT: usize = 1;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, _: ()) {
+impl ProducerContext for DeliveryCount {
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, kind: usize) {
+        if kind != ASSERTION {
+            return;
+        }
         match result {
             Ok(_) => self.0.emitted.fetch_add(1, Ordering::Relaxed),
             Err(_) => self.0.dropped.fetch_add(1, Ordering::Relaxed),
@@ -156,7 +164,7 @@ impl Emitter {
             labels: self.labels.clone(),
         };
         match self.assertions.encode(&assertion) {
-            Ok(bytes) => self.produce(&self.topics.assertions, &self.key, &bytes),
+            Ok(bytes) => self.produce(&self.topics.assertions, &self.key, &bytes, ASSERTION),
             Err(error) => {
                 tracing::warn!(%error, "cannot encode assertion, dropped");
                 self.cells.dropped.fetch_add(1, Ordering::Relaxed);
@@ -164,10 +172,12 @@ impl Emitter {
         }
     }
 
-    fn produce(&self, topic: &str, key: &str, bytes: &[u8]) {
-        if let Err((error, _)) = self.producer.send(BaseRecord::to(topic).key(key).payload(bytes)) {
+    fn produce(&self, topic: &str, key: &str, bytes: &[u8], kind: usize) {
+        if let Err((error, _)) = self.producer.send(BaseRecord::with_opaque_to(topic, kind).key(key).payload(bytes)) {
             // Queue full or producer closing: drop and count, never block the caller.
-            self.cells.dropped.fetch_add(1, Ordering::Relaxed);
+            if kind == ASSERTION {
+                self.cells.dropped.fetch_add(1, Ordering::Relaxed);
+            }
             tracing::debug!(%error, "record dropped");
         }
     }
@@ -222,7 +232,7 @@ impl Emitter {
             labels: self.labels.clone(),
         };
         if let Ok(bytes) = self.heartbeats.encode(&heartbeat) {
-            self.produce(&self.topics.heartbeats, &self.agent_id, &bytes);
+            self.produce(&self.topics.heartbeats, &self.agent_id, &bytes, HEARTBEAT);
         }
     }
 
