@@ -8,7 +8,7 @@
 //! | --- | --- | --- |
 //! | `frontend` fe-2 | accepts TLS 1.0 on one request in ten | a critical failure; an outlier among the front ends |
 //! | every `resource.scheduler` | over-commits one placement in twelve | a failure ratio |
-//! | `compute.host.dom0` host-4-dom0 | lets its memory be ballooned below the reserve, one task in eight | an outlier among the dom0s |
+//! | `compute.host.dom0` host-4-dom0 | lets its memory be ballooned below the reserve, one task in sixteen | an outlier among the dom0s |
 //! | `compute.host` host-3 | cannot read its hypervisor's patch level, one task in twenty | errors (amber) |
 //! | `health.recovery` rec-1 | hangs at start: its agent runs, it never does a task, then it stops | a silent component (grey) |
 //! | `frontend.throttle`, the last one | runs an old spec version it pinned | version skew |
@@ -103,7 +103,7 @@ fn mix(n: u64, seed: u64) -> u64 {
 
 /// True for about one task in `n`.
 fn one_in(n: u64, task: u64, seed: u64) -> bool {
-    mix(task, seed) % n == 0
+    mix(task, seed).is_multiple_of(n)
 }
 
 /// A number from `low` to `high` (both included).
@@ -191,7 +191,7 @@ pub(crate) fn fleet(size: u32, stale_version: Option<i64>, silent_after: Duratio
         let ballooned = i == 4;
         sims.push(Sim::new("compute.host.dom0", format!("host-{i}-dom0"), move |params, n| {
             let reserve = params.int("dom0_memory_mb");
-            let memory = if ballooned && one_in(8, n, seed) { reserve - 1024 } else { reserve + 512 };
+            let memory = if ballooned && one_in(16, n, seed) { reserve - 1024 } else { reserve + 512 };
             let common = json!({"hypervisor_patch": 8, "dom0_memory_mb": memory});
             if n % 5 == 4 {
                 let mut facts = common;
@@ -285,12 +285,14 @@ mod tests {
         for sim in sims.iter().filter(|s| !matches!(s.mode, Mode::Silent(_))) {
             let applicable = spec.applicable(sim.component);
             let params = Value::Object(applicable.params.clone());
+            let checks: Vec<Option<CompiledCheck>> =
+                applicable.requirements.iter().map(|r| r.requirement.check.as_ref().map(|c| CompiledCheck::compile(c).unwrap())).collect();
             for n in 0..TASKS {
                 let task = (sim.work)(&applicable.params, n);
-                for r in &applicable.requirements {
-                    let outcome = match (&r.requirement.check, r.requirement.applies_to(task.kind)) {
+                for (r, check) in applicable.requirements.iter().zip(&checks) {
+                    let outcome = match (check, r.requirement.applies_to(task.kind)) {
                         (_, false) => Outcome::Skip,
-                        (Some(check), true) => CompiledCheck::compile(check).unwrap().evaluate(&task.facts, &params).outcome,
+                        (Some(check), true) => check.evaluate(&task.facts, &params).outcome,
                         (None, true) => match task.asserts.iter().find(|(id, _, _)| *id == r.id) {
                             Some((_, outcome, _)) => *outcome,
                             None => continue,
@@ -347,7 +349,7 @@ mod tests {
         }
         // ...while the one dom0 that fails stays below it across its four peers.
         let dom0: f64 = (1..=4).map(|i| ratio(&format!("host-{i}-dom0"), "compute.host.dom0/memory-reserved")).sum::<f64>() / 4.0;
-        assert!(dom0 > 0.0 && dom0 < 0.05, "{dom0}");
+        assert!(dom0 > 0.0 && dom0 < 0.025, "{dom0}");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! service would: it performs tasks and checks them against the spec. What the fleet
 //! holds, and which of its instances fail, is described in `fleet.rs`.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 mod fleet;
 
 use std::process::ExitCode;
@@ -54,7 +56,7 @@ enum StartError {
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error("cannot read the version to pin: {0}")]
-    History(#[from] HistoryError),
+    History(#[from] Box<HistoryError>),
 }
 
 fn start_agent(sim: &Sim, kafka: &KafkaConfig, spec: &str) -> Result<Agent, StartError> {
@@ -71,12 +73,12 @@ fn start_agent(sim: &Sim, kafka: &KafkaConfig, spec: &str) -> Result<Agent, Star
 
 /// Version `version` of `spec`, or when None the last one before the latest (the latest
 /// itself if there is no other).
-fn pinned_version(kafka: &KafkaConfig, spec: &str, version: Option<i64>) -> Result<SpecVersion, HistoryError> {
+fn pinned_version(kafka: &KafkaConfig, spec: &str, version: Option<i64>) -> Result<SpecVersion, Box<HistoryError>> {
     let timeout = Duration::from_secs(30);
     if let Some(version) = version {
-        return load_version(kafka, spec, version, timeout);
+        return load_version(kafka, spec, version, timeout).map_err(Box::new);
     }
-    let history = load_history(kafka, spec, timeout)?;
+    let history = load_history(kafka, spec, timeout).map_err(Box::new)?;
     let latest = history.last().map_or(0, |v| v.version);
     let older = history.iter().rev().find(|v| !v.deleted && v.version < latest);
     match older.or_else(|| history.last().filter(|v| !v.deleted)) {
@@ -85,7 +87,7 @@ fn pinned_version(kafka: &KafkaConfig, spec: &str, version: Option<i64>) -> Resu
             Ok(v.clone())
         }
         Some(v) => Ok(v.clone()),
-        None => Err(HistoryError::NotFound { spec: spec.to_owned() }),
+        None => Err(Box::new(HistoryError::NotFound { spec: spec.to_owned() })),
     }
 }
 
