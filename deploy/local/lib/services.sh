@@ -118,8 +118,10 @@ cmd_demo() {
     build_specaudit
     ingester_start
     demo_spec_publish
-    alarmer_start
+    # The fleet before the alarmer: a restarted alarmer replays the last minutes and would
+    # otherwise find every component silent until the fleet is back.
     demo_fleet_start
+    alarmer_start
     reporter_start
     say "letting the fleet report for 15 s"
     sleep 15
