@@ -90,7 +90,8 @@ async fn spec_to_agent_to_clickhouse_to_report() {
     assert!(limit.last_failure.contains("facts.max_rps == params.max_rps"), "{}", limit.last_failure);
     assert_eq!(cell("compute.instance/valid-config").status, Status::Unknown);
     assert_eq!(cell("security/audit-logging").status, Status::Unknown);
-    assert_eq!(spec.summary.compliance_pct, 25.0);
+    // One compliant of the example's 16 requirements.
+    assert_eq!(spec.summary.compliance_pct, 6.25);
 
     // The raw table holds exactly the two assertions, once each.
     let (count, unique): (u64, u64) =

@@ -114,7 +114,7 @@ async fn publish_change_read_history_diff_delete_and_recreate() {
     let recreated = json_out(&env, &["apply", "-f", &example, "--expect-version", "6", "-m", "back"]);
     assert_eq!(recreated["version"], 7);
     let d = diff(&load_history(&env.kafka, "compute-service", TIMEOUT).unwrap(), 6, 7).unwrap();
-    assert_eq!(d.requirements.len(), 4);
+    assert_eq!(d.requirements.len(), 16);
     let list = json_out(&env, &["list"]);
     assert_eq!((list[0]["spec"].as_str(), list[0]["version"].as_i64()), (Some("compute-service"), Some(7)));
     env.cleanup().await;

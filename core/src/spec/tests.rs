@@ -11,7 +11,7 @@ fn problems(text: &str) -> Vec<String> {
 fn the_example_spec_parses() {
     let spec = Spec::parse(EXAMPLE).unwrap();
     assert_eq!(spec.spec, "compute-service");
-    assert_eq!(spec.components.len(), 4);
+    assert_eq!(spec.components.len(), 12);
     let tls = &spec.components["frontend"].requirements["tls-min-version"];
     assert_eq!(tls.severity(), Severity::Critical);
     assert!(tls.applies_to("serve-request"));

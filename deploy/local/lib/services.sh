@@ -5,12 +5,17 @@
 BIN_DIR="$REPO_DIR/target/debug"
 INGESTER_LOG="$LOG_DIR/ingester.log"
 DEMO_LOG="$LOG_DIR/demo.log"
-INGESTER_METRICS=127.0.0.1:9464
+INGESTER_METRICS=$BIND_HOST:${SPECAUDIT_INGESTER_PORT:-9464}
 ALARMER_LOG="$LOG_DIR/alarmer.log"
-ALARMER_METRICS=127.0.0.1:9465
+ALARMER_METRICS=$BIND_HOST:${SPECAUDIT_ALARMER_PORT:-9465}
 REPORTER_LOG="$LOG_DIR/reporter.log"
-REPORTER_ADDR=127.0.0.1:8080
+REPORTER_ADDR=$BIND_HOST:${SPECAUDIT_REPORTER_PORT:-8080}
 DEMO_SPEC="$REPO_DIR/examples/compute-service.yaml"
+DEMO_RATE=${SPECAUDIT_DEMO_RATE:-20}
+DEMO_SIZE=${SPECAUDIT_DEMO_SIZE:-1}
+# Where the services find this stack: the example configs name the default ports.
+STACK_ENV=(SPECAUDIT__KAFKA__BROKERS="$BIND_HOST:$KAFKA_PORT" SPECAUDIT__KAFKA__TOPIC_PREFIX="$TOPIC_PREFIX")
+CLICKHOUSE_ENV=(SPECAUDIT__CLICKHOUSE__URL="http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT")
 
 release_lock() {
     ((LOCK_HELD)) || return 0
@@ -31,10 +36,11 @@ ingester_start() {
         return 0
     fi
     say "applying clickhouse migrations"
-    "$BIN_DIR/specaudit-ingester" --config "$REPO_DIR/deploy/ingester.toml" migrate >>"$INGESTER_LOG" 2>&1 ||
+    env "${STACK_ENV[@]}" "${CLICKHOUSE_ENV[@]}" \
+        "$BIN_DIR/specaudit-ingester" --config "$REPO_DIR/deploy/ingester.toml" migrate >>"$INGESTER_LOG" 2>&1 ||
         { show_log_tail "$INGESTER_LOG"; die "migrations failed"; }
     say "starting specaudit-ingester (metrics on $INGESTER_METRICS)"
-    spawn ingester "$INGESTER_LOG" env SPECAUDIT__TELEMETRY__LISTEN="$INGESTER_METRICS" \
+    spawn ingester "$INGESTER_LOG" env SPECAUDIT__TELEMETRY__LISTEN="$INGESTER_METRICS" "${STACK_ENV[@]}" "${CLICKHOUSE_ENV[@]}" \
         "$BIN_DIR/specaudit-ingester" --config "$REPO_DIR/deploy/ingester.toml" run
     pid=$(<"$(pid_file ingester)")
     wait_until ingester 30 "$pid" "$INGESTER_LOG" curl -fsS --max-time 2 "http://$INGESTER_METRICS/health"
@@ -48,7 +54,7 @@ alarmer_start() {
         return 0
     fi
     say "starting specaudit-alarmer (metrics on $ALARMER_METRICS, alerts to Alertmanager)"
-    spawn alarmer "$ALARMER_LOG" env SPECAUDIT__TELEMETRY__LISTEN="$ALARMER_METRICS" \
+    spawn alarmer "$ALARMER_LOG" env SPECAUDIT__TELEMETRY__LISTEN="$ALARMER_METRICS" "${STACK_ENV[@]}" \
         SPECAUDIT__RECEIVERS__ALERTMANAGER__URL="http://$BIND_HOST:$ALERTMANAGER_PORT" \
         "$BIN_DIR/specaudit-alarmer" --config "$REPO_DIR/deploy/alarmer.toml"
     pid=$(<"$(pid_file alarmer)")
@@ -62,9 +68,7 @@ reporter_start() {
         return 0
     fi
     say "starting specaudit-reporter (web UI on http://$REPORTER_ADDR/)"
-    spawn reporter "$REPORTER_LOG" env SPECAUDIT__SERVER__LISTEN="$REPORTER_ADDR" \
-        SPECAUDIT__KAFKA__BROKERS="$BIND_HOST:$KAFKA_PORT" SPECAUDIT__KAFKA__TOPIC_PREFIX="$TOPIC_PREFIX" \
-        SPECAUDIT__CLICKHOUSE__URL="http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT" \
+    spawn reporter "$REPORTER_LOG" env SPECAUDIT__SERVER__LISTEN="$REPORTER_ADDR" "${STACK_ENV[@]}" "${CLICKHOUSE_ENV[@]}" \
         "$BIN_DIR/specaudit-reporter" --config "$REPO_DIR/deploy/reporter.toml" serve
     pid=$(<"$(pid_file reporter)")
     wait_until reporter 30 "$pid" "$REPORTER_LOG" curl -fsS --max-time 2 "http://$REPORTER_ADDR/health"
@@ -76,9 +80,29 @@ demo_fleet_start() {
         info "demo fleet already running (pid $pid)"
         return 0
     fi
-    say "starting the demo fleet (6 simulated instances, ${SPECAUDIT_DEMO_RATE:-20} tasks/s each)"
-    spawn demo "$DEMO_LOG" "$BIN_DIR/specaudit-demo" --rate "${SPECAUDIT_DEMO_RATE:-20}" \
+    say "starting the demo fleet (size $DEMO_SIZE: $((22 * DEMO_SIZE + 2)) simulated instances, $DEMO_RATE tasks/s each)"
+    spawn demo "$DEMO_LOG" "$BIN_DIR/specaudit-demo" --rate "$DEMO_RATE" --size "$DEMO_SIZE" \
         --brokers "$BIND_HOST:$KAFKA_PORT" --topic-prefix "$TOPIC_PREFIX"
+}
+
+# The demo spec in two versions: version 1 from the file, then version 2, which raises the
+# throttle's limit. One throttle of the fleet pins the version before the latest, so the
+# version skew shows.
+demo_spec_publish() {
+    local -a specctl=("$BIN_DIR/specctl" --brokers "$BIND_HOST:$KAFKA_PORT" --topic-prefix "$TOPIC_PREFIX")
+    if "${specctl[@]}" get compute-service --version 2 >/dev/null 2>&1; then
+        info "spec compute-service already published (two versions or more)"
+        return 0
+    fi
+    if ! "${specctl[@]}" get compute-service >/dev/null 2>&1; then
+        say "publishing examples/compute-service.yaml (version 1)"
+        "${specctl[@]}" apply -f "$DEMO_SPEC" --author demo -m "demo spec" --expect-version 0 ||
+            die "publishing the demo spec failed"
+    fi
+    say "publishing version 2 of compute-service: frontend.throttle max_rps 1000 -> 1500"
+    "${specctl[@]}" replace param compute-service frontend.throttle max_rps --value 1500 --author demo \
+        -m "raise the throttle's limit for the launch" --expect-version 1 ||
+        die "publishing version 2 of the demo spec failed"
 }
 
 services_stop() {
@@ -93,28 +117,25 @@ cmd_demo() {
     cmd_up
     build_specaudit
     ingester_start
-    if "$BIN_DIR/specctl" --brokers "$BIND_HOST:$KAFKA_PORT" get compute-service >/dev/null 2>&1; then
-        info "spec compute-service already published"
-    else
-        say "publishing examples/compute-service.yaml"
-        "$BIN_DIR/specctl" --brokers "$BIND_HOST:$KAFKA_PORT" apply -f "$DEMO_SPEC" --author demo -m "demo spec" ||
-            die "publishing the demo spec failed"
-    fi
-    alarmer_start
+    demo_spec_publish
+    # The fleet before the alarmer: a restarted alarmer replays the last minutes and would
+    # otherwise find every component silent until the fleet is back.
     demo_fleet_start
+    alarmer_start
     reporter_start
     say "letting the fleet report for 15 s"
     sleep 15
     say "compliance report (specaudit-reporter report --spec compute-service --since 1h)"
-    "$BIN_DIR/specaudit-reporter" --config "$REPO_DIR/deploy/reporter.toml" report --spec compute-service --since 1h ||
-        warn "the report failed; see $INGESTER_LOG"
+    env "${CLICKHOUSE_ENV[@]}" "$BIN_DIR/specaudit-reporter" --config "$REPO_DIR/deploy/reporter.toml" \
+        report --spec compute-service --since 1h || warn "the report failed; see $INGESTER_LOG"
     cat <<EOF
 
 ==> specaudit is running. Where to look:
     web UI (reports, the colour-coded spec, agents, alarms, history; read-only without auth.tokens):
                                       http://$REPORTER_ADDR/   (JSON: http://$REPORTER_ADDR/api/v1/report?spec=compute-service&since=1h)
-    report (markdown|json|csv|html):  target/debug/specaudit-reporter report --since 1h --format html > report.html
-    the spec:                         target/debug/specctl get compute-service
+    report (markdown|json|csv|html):  SPECAUDIT__CLICKHOUSE__URL=http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT \\
+                                        target/debug/specaudit-reporter report --since 1h --format html > report.html
+    the spec:                         target/debug/specctl --brokers $BIND_HOST:$KAFKA_PORT get compute-service
     ClickHouse (SQL over HTTP):       curl 'http://$BIND_HOST:$CLICKHOUSE_HTTP_PORT/?database=specaudit' --data-binary \\
                                         "SELECT requirement, outcome, sum(count) FROM assertions GROUP BY requirement, outcome"
     ingester metrics / health:        http://$INGESTER_METRICS/metrics   http://$INGESTER_METRICS/health
@@ -123,6 +144,21 @@ cmd_demo() {
     raw assertions on Kafka:          kcat -C -b $BIND_HOST:$KAFKA_PORT -t ${TOPIC_PREFIX}assertions -o -5 -e
     logs:                             $LOG_DIR/
     stop the services / everything:   deploy/local/stack demo-stop   /   deploy/local/stack down
+
+==> What the demo fleet shows (examples/compute-service.yaml; producer/src/bin/specaudit-demo/fleet.rs):
+    failing (red):     fe-2 accepts TLS 1.0 now and then (frontend/tls-min-version, critical);
+                       the schedulers over-commit ~8% of placements (resource/within-capacity);
+                       host-4-dom0 dips below its memory reserve (compute.host.dom0/memory-reserved)
+    error (amber):     host-3 cannot always read its hypervisor's patch level (compute.host/hypervisor-patched)
+    unknown (grey):    health.recovery: rec-1 hangs at start, then stops (a silent agent after 2 min)
+    version skew:      th-$((2 * DEMO_SIZE + 1)) (frontend.throttle) runs the spec version before the latest
+    alarms (deploy/alarmer.toml; Alertmanager, alarmer log, kcat -C -b $BIND_HOST:$KAFKA_PORT -t ${TOPIC_PREFIX}alarms -e):
+      at once          critical-requirement-failed, spec/compute-service/0 (frontend/tls-min-version),
+                       repeated-failures (frontend), outlier-instances (fe-2 of the front ends,
+                       host-4-dom0 of the dom0s)
+      after ~1 min     requirement-failing (resource/within-capacity above 5% for 1m),
+                       component-silent (health.recovery, 1m after the spec was published),
+                       stale-spec-version (th-$((2 * DEMO_SIZE + 1)), 1m after the newer version landed)
 EOF
 }
 
