@@ -208,6 +208,30 @@ async fn main() {
             })
         })
         .collect();
+    // Probe rows are looked for every 20 ms from now on, load or not.
+    let seen = Arc::new(Mutex::new(HashMap::<String, f64>::new()));
+    let watcher = {
+        let (client, seen, stop) = (client.clone(), seen.clone(), Arc::new(AtomicBool::new(false)));
+        let done = stop.clone();
+        let task = tokio::spawn(async move {
+            while !done.load(Ordering::Relaxed) {
+                let rows: Vec<(String, u64)> = client
+                    .query("SELECT requirement, ts_ms FROM assertions WHERE requirement LIKE 'shop/probe-%'")
+                    .fetch_all()
+                    .await
+                    .unwrap_or_default();
+                let now = now_ms();
+                {
+                    let mut seen = seen.lock().unwrap();
+                    for (requirement, ts) in rows {
+                        seen.entry(requirement).or_insert(now.saturating_sub(ts as i64) as f64);
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        (stop, task)
+    };
     let mut probed: HashMap<String, Instant> = HashMap::new();
     for p in 0..PROBES {
         let requirement = format!("shop/probe-{p}");
@@ -233,23 +257,16 @@ async fn main() {
         assert_eq!(counters.dropped, 0, "the agents must not drop on a healthy stack");
         emitted += counters.emitted as u64;
     }
-    let (mut seen, mut queryable) = (HashMap::<String, f64>::new(), None);
-    while queryable.is_none() || seen.len() < PROBES {
-        let rows: Vec<(String, u64)> = client
-            .query("SELECT requirement, ts_ms FROM assertions WHERE requirement LIKE 'shop/probe-%'")
-            .fetch_all()
-            .await
-            .unwrap_or_default();
-        let now = now_ms();
-        for (requirement, ts) in rows {
-            seen.entry(requirement).or_insert(now.saturating_sub(ts as i64) as f64);
-        }
+    let mut queryable = None;
+    while queryable.is_none() || seen.lock().unwrap().len() < PROBES {
         if queryable.is_none() && baselines::count(&client, "SELECT count() FROM assertions").await >= emitted {
             queryable = Some(started.elapsed());
         }
         assert!(started.elapsed() < Duration::from_secs(seconds + 600), "rows missing after 10 minutes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    watcher.0.store(true, Ordering::Relaxed);
+    watcher.1.await.unwrap();
     let throughput = emitted as f64 / queryable.unwrap().as_secs_f64();
     let deadline = Instant::now() + Duration::from_secs(30);
     while inbox.0.lock().unwrap().len() < PROBES && Instant::now() < deadline {
@@ -259,7 +276,7 @@ async fn main() {
     let mut to_webhook: Vec<f64> =
         fired.iter().filter_map(|(r, at)| Some(at.duration_since(*probed.get(r)?).as_secs_f64() * 1000.0)).collect();
     to_webhook.sort_by(f64::total_cmp);
-    let mut to_query: Vec<f64> = seen.into_values().collect();
+    let mut to_query: Vec<f64> = seen.lock().unwrap().values().copied().collect();
     to_query.sort_by(f64::total_cmp);
     let checks = checks.load(Ordering::Relaxed);
     println!(
