@@ -19,7 +19,8 @@ pub fn workspace_bin(bin: &str) -> PathBuf {
     BUILT.get_or_init(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let mut command = Command::new(cargo);
-        command.args(["build", "-q"]);
+        // From the workspace root, where every member's binaries are in reach.
+        command.current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/..")).args(["build", "-q"]);
         for b in SERVICE_BINS {
             command.args(["--bin", b]);
         }
