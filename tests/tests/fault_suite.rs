@@ -146,7 +146,7 @@ fn load(env: &TestEnv, rate: u64, tally: Arc<Tally>) -> std::thread::JoinHandle<
                 send(&a);
                 seq += 1;
             }
-            if tick % 5 == 0 {
+            if tick.is_multiple_of(5) {
                 let elapsed = start.elapsed().as_millis() as i64;
                 for i in 0..FAILING {
                     let offset = 5_000 + i * BURST_EVERY_MS / FAILING;
@@ -157,7 +157,7 @@ fn load(env: &TestEnv, rate: u64, tally: Arc<Tally>) -> std::thread::JoinHandle<
                     if failing {
                         open.entry(instance).or_insert((a.ts, a.ts)).1 = a.ts;
                     } else if let Some((first, last)) = open.remove(&instance) {
-                        tally.bursts.lock().unwrap().push((instance, first, last));
+                        tally.bursts.lock().expect("bursts").push((instance, first, last));
                     }
                 }
             }
@@ -165,7 +165,7 @@ fn load(env: &TestEnv, rate: u64, tally: Arc<Tally>) -> std::thread::JoinHandle<
             let next = start + Duration::from_millis(50 * tick);
             std::thread::sleep(next.saturating_duration_since(Instant::now()));
         }
-        tally.bursts.lock().unwrap().extend(open.into_iter().map(|(i, (f, l))| (i, f, l)));
+        tally.bursts.lock().expect("bursts").extend(open.into_iter().map(|(i, (f, l))| (i, f, l)));
         producer.flush(Duration::from_secs(300)).expect("flush");
     })
 }
@@ -415,7 +415,7 @@ async fn faults_during_load_neither_lose_nor_double_assertions_or_notifications(
     assert_eq!(tally.failed.load(Ordering::SeqCst), 0, "every record was acknowledged");
     let produced = tally.acked.load(Ordering::SeqCst);
     let c = wait_for_rows(&client, produced, Duration::from_secs(180)).await;
-    let last_failure = tally.bursts.lock().unwrap().iter().map(|b| b.2).max().unwrap_or(0);
+    let last_failure = tally.bursts.lock().expect("bursts").iter().map(|b| b.2).max().unwrap_or(0);
     let quiet = last_failure + WINDOW_MS + 10_000 - now_ms();
     tokio::time::sleep(Duration::from_millis(quiet.max(2_000) as u64)).await;
     let c = counts(&client).await.unwrap_or(c);
@@ -423,7 +423,7 @@ async fn faults_during_load_neither_lose_nor_double_assertions_or_notifications(
     assert_eq!(c.unique_ids, c.rows, "duplicated assertion ids: {c:?}");
     assert_eq!(c.raw_sum, tally.acked_sum.load(Ordering::SeqCst), "sum(count) in the raw table: {c:?}");
     assert_eq!(c.rollup_sum, c.raw_sum, "rollup sums vs raw table: {c:?}");
-    let bursts = tally.bursts.lock().unwrap().clone();
+    let bursts = tally.bursts.lock().expect("bursts").clone();
     check_alarms(&hook.received(), &bursts, &fleet.kills);
     eprintln!("{produced} assertions, {} notifications, {} refused, in {:?}", hook.received().len(), hook.refused(), suite.elapsed());
     for slot in fleet.ingesters.iter_mut().chain(fleet.alarmers.iter_mut()) {

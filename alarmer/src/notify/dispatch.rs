@@ -77,7 +77,7 @@ impl AlarmLog {
 }
 
 enum Command {
-    Transition(Transition),
+    Transition(Box<Transition>),
     /// Finish (or give up, after the drain timeout) everything queued, then answer.
     Settle(oneshot::Sender<()>),
 }
@@ -137,7 +137,7 @@ impl Dispatcher {
 
     /// Queues a transition; waits when the queue is full (backpressure on evaluation).
     pub async fn send(&self, transition: Transition) {
-        if self.tx.send(Command::Transition(transition)).await.is_err() {
+        if self.tx.send(Command::Transition(Box::new(transition))).await.is_err() {
             tracing::error!("dispatcher stopped; transition dropped");
         }
     }
@@ -157,7 +157,7 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>, drain_timeout
     let mut chains: HashMap<String, JoinHandle<()>> = HashMap::new();
     while let Some(command) = rx.recv().await {
         let transition = match command {
-            Command::Transition(transition) => transition,
+            Command::Transition(transition) => *transition,
             Command::Settle(done) => {
                 drain(&shared, std::mem::take(&mut chains), drain_timeout).await;
                 *shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = CancellationToken::new();

@@ -13,7 +13,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
 use specaudit_core::config::KafkaConfig;
 use specaudit_core::record::{Assertion, Outcome, Severity};
+#[allow(unused_imports)]
 pub use specaudit_tests::integrity::{counts, wait_for_rows, wait_for_some, Counts};
+#[allow(unused_imports)]
 pub use specaudit_tests::process::Service as Ingester;
 
 /// The load size: `SPECAUDIT_TEST_LOAD`, else `default`.
