@@ -52,6 +52,8 @@ struct Group {
     severity: Severity,
     data: Data,
     message: String,
+    /// The assertions partition of its latest record, when known.
+    partition: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -117,7 +119,11 @@ fn alert_labels(rule: &Rule, group: &BTreeMap<String, String>, severity: Severit
 }
 
 fn input<'a>(rule: &'a Rule, fingerprint: &'a str, labels: BTreeMap<String, String>, severity: Severity, message: &'a str) -> Input<'a> {
-    Input { fingerprint, rule_id: &rule.id, rule_name: &rule.name, hold_ms: rule.hold_ms, labels, severity, message }
+    Input { fingerprint, rule_id: &rule.id, rule_name: &rule.name, hold_ms: rule.hold_ms, labels, severity, message, partition: None }
+}
+
+fn group_input(group: &Group) -> Input<'_> {
+    Input { partition: group.partition, ..input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message) }
 }
 
 impl Engine {
@@ -139,6 +145,19 @@ impl Engine {
     /// Restores the alarms from the alarm log (see [`Alarms::recover`]).
     pub fn recover(&mut self, events: impl IntoIterator<Item = AlarmEvent>, now: i64) {
         self.alarms.recover(events, now);
+    }
+
+    /// Starts over after a rebalance, keeping only the specs: the windows are replayed
+    /// and the alarms read from the log again, keeping those of the assertions
+    /// partitions `owned` accepts (the others belong to other copies).
+    pub fn reassigned(&mut self, events: impl IntoIterator<Item = AlarmEvent>, owned: impl Fn(i32) -> bool, now: i64) {
+        self.groups.clear();
+        self.touched.clear();
+        self.seen.clear();
+        self.agents.clear();
+        self.alarms.clear();
+        self.alarms.recover(events, now);
+        self.alarms.retain_owned(owned);
     }
 
     /// How far back the topics must be replayed to judge the present (ms).
@@ -228,6 +247,11 @@ impl Engine {
 
     /// Takes an assertion into the windows of every rule that selects it.
     pub fn assertion(&mut self, a: &Assertion, now: i64) {
+        self.assertion_from(a, None, now);
+    }
+
+    /// [`Engine::assertion`], read from assertions partition `partition`.
+    pub fn assertion_from(&mut self, a: &Assertion, partition: Option<i32>, now: i64) {
         let seen = self.seen.entry(a.spec.clone()).or_default();
         match seen.get_mut(&a.requirement) {
             Some(ts) => *ts = (*ts).max(a.ts),
@@ -266,8 +290,12 @@ impl Engine {
                         _ => Data::Total(Window::new(rule.window_ms)),
                     },
                     message: String::new(),
+                    partition,
                 }
             });
+            if partition.is_some() {
+                group.partition = partition;
+            }
             match &mut group.data {
                 Data::Total(w) => w.add(a.ts, a.outcome, a.count, now),
                 Data::PerInstance(map) => match map.get_mut(&a.instance) {
@@ -293,9 +321,7 @@ impl Engine {
         for key in std::mem::take(&mut self.touched) {
             if let Some(group) = self.groups.get_mut(&key) {
                 let finding = judge(group, now);
-                let group = &self.groups[&key];
-                let input = input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message);
-                self.alarms.step(input, finding, now, &mut out);
+                self.alarms.step(group_input(group), finding, now, &mut out);
             }
         }
         out
@@ -310,8 +336,7 @@ impl Engine {
         let mut empty = Vec::new();
         for (key, group) in &mut self.groups {
             let finding = judge(group, now);
-            let input = input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message);
-            self.alarms.step(input, finding, now, &mut out);
+            self.alarms.step(group_input(group), finding, now, &mut out);
             visited.insert(group.fingerprint.clone());
             let idle = match &group.data {
                 Data::Total(w) => w.is_empty(),
@@ -350,6 +375,7 @@ impl Engine {
                     labels: BTreeMap::new(),
                     severity: Severity::default(),
                     message: "",
+                    partition: None,
                 };
                 self.alarms.step(input, None, now, &mut out);
             }

@@ -259,3 +259,31 @@ fn recovery_from_the_log_neither_renotifies_nor_forgets() {
     let out = third.evaluate(100_000);
     assert_eq!((states(&out)[0].0, notices(&out)), (AlarmState::Resolved, vec![(Status::Resolved, false)]));
 }
+
+#[test]
+fn a_rebalance_keeps_the_alarms_of_owned_partitions_and_forgets_the_others_silently() {
+    let r = || {
+        let when = json!({"failures_at_least": 1, "window": "60s"}).as_object().unwrap().clone();
+        Rule::from_config(&RuleConfig { name: "any".into(), when, group_by: Some(vec!["instance".into()]), ..RuleConfig::default() })
+            .unwrap()
+    };
+    let mut first = engine(vec![r()], vec![]);
+    first.assertion_from(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), Some(0), 1_000);
+    first.assertion_from(&assertion(1_000, "i2", "frontend/limit", Outcome::Fail), Some(1), 1_000);
+    let log: Vec<AlarmEvent> = first.evaluate_touched(1_000).into_iter().filter_map(|t| t.event).collect();
+    assert_eq!(log.len(), 2);
+    assert!(log.iter().all(|e| e.labels.contains_key(crate::alarm::PARTITION_LABEL)));
+
+    // The copy now owning partition 0 only: i1 replays and stays firing silently; i2's
+    // alarm belongs to another copy and is neither notified nor resolved here.
+    let mut second = engine(vec![r()], vec![]);
+    second.assertion_from(&assertion(1_000, "i2", "frontend/limit", Outcome::Fail), Some(1), 1_500);
+    second.reassigned(log, |p| p == 0, 2_000);
+    second.assertion_from(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), Some(0), 2_000);
+    assert!(second.evaluate_touched(2_000).is_empty());
+    assert!(second.evaluate(30_000).is_empty(), "nothing for the alarm of partition 1");
+    assert_eq!(second.alarm_counts(), (0, 1, 0));
+    let out = second.evaluate(61_000);
+    assert_eq!(notices(&out), [(Status::Resolved, false)], "the owned alarm resolves once");
+    assert!(out.iter().all(|t| t.notice.as_ref().is_none_or(|n| !n.labels.contains_key(crate::alarm::PARTITION_LABEL))));
+}

@@ -34,7 +34,15 @@
 //! # Scaling out
 //!
 //! Copies with one `group_id` share the assertion and heartbeat partitions; each reads
-//! every spec. Assertions are keyed by component/instance, so a rule grouped by
+//! every spec. A rebalance is a restart in small: a copy giving partitions up first
+//! settles its notifications in flight (delivered and logged, or after the drain timeout
+//! left unsent), inside the revoke callback, so the group moves on only then; on the new
+//! assignment every copy forgets its windows and alarms, reads the alarm log again and
+//! keeps the alarms of the assertions partitions it now owns (each logged event names
+//! its partition in the `specaudit_partition` label, which receivers never see). So an
+//! alarm moving between copies is neither notified again nor resolved by the copy that
+//! lost it. A copy frozen longer than the session timeout is evicted without knowing it
+//! and, when it wakes, may notify from its stale state once before the group fences it. Assertions are keyed by component/instance, so a rule grouped by
 //! `instance` is exact across copies. A rule grouping several instances sees, in each
 //! copy, only the instances of its partitions: run one copy for such rules (the default
 //! deployment; one copy evaluates well over 10,000 assertions/s, see BENCHMARKS.md), or

@@ -71,16 +71,21 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
             tracing::warn!(%skipped, "skipping alarm policy of a spec");
         }
     }
-    // 2. Which alarms are pending, firing or waived, and what on-call was told.
-    let events: Vec<AlarmEvent> = decode_all(&config, topics.alarms.clone()).await?.map_err(kafka_err("reading the alarms topic"))?;
-    let recovered = events.len();
-    engine.recover(events, now_ms());
-    let (pending, firing, waived) = engine.alarm_counts();
-    tracing::info!(specs = specs.len(), events = recovered, pending, firing, waived, "alarm state recovered");
+    tracing::info!(specs = specs.len(), "specs read");
 
-    // 3. Windows: replay assertions and heartbeats from now − lookback, then live.
+    // 2. Notifications: delivered, then logged on the alarms topic.
+    let producer: FutureProducer = client_config(&config.kafka)
+        .set("linger.ms", "0")
+        .set("enable.idempotence", "true")
+        .create()
+        .map_err(kafka_err("creating the producer"))?;
+    let log = AlarmLog { producer, topic: topics.alarms.clone(), codec: Arc::new(Codec::new()) };
+    let dispatcher = Dispatcher::start(plan.receivers, config.notify.clone(), log, config.alarmer.drain_timeout)?;
+
+    // 3. On every assignment: which alarms are pending, firing or waived and what on-call
+    //    was told (from the alarms topic), and the windows, replayed from now − lookback.
     let lookback_ms = engine.lookback_ms().max(config.alarmer.min_lookback.as_millis() as i64);
-    let context = ReplayContext::new(lookback_ms);
+    let context = ReplayContext::new(lookback_ms, Some(dispatcher.settler()));
     let consumer: StreamConsumer<ReplayContext> = client_config(&config.kafka)
         .set("group.id", &config.alarmer.group_id)
         .set("enable.auto.commit", "false")
@@ -107,20 +112,13 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     }
     spec_consumer.assign(&assignment).map_err(kafka_err("assigning the specs topic"))?;
 
-    let producer: FutureProducer = client_config(&config.kafka)
-        .set("linger.ms", "0")
-        .set("enable.idempotence", "true")
-        .create()
-        .map_err(kafka_err("creating the producer"))?;
-    let log = AlarmLog { producer, topic: topics.alarms.clone(), codec: Arc::new(Codec::new()) };
-    let dispatcher = Dispatcher::start(plan.receivers, config.notify.clone(), log, config.alarmer.drain_timeout)?;
-
     let assertions = Codec::<Assertion>::new();
     let heartbeats = Codec::<Heartbeat>::new();
     let spec_codec = Codec::<SpecVersion>::new();
     let mut tick = tokio::time::interval(config.alarmer.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut live = false;
+    let mut generation = 0;
     tracing::info!(lookback_ms, group = %config.alarmer.group_id, "consuming");
     loop {
         tokio::select! {
@@ -133,6 +131,11 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                         continue;
                     }
                 };
+                if context.generation() != generation {
+                    // Assigned anew (the revoke callback settled what was in flight).
+                    generation = context.generation();
+                    recover(&config, &topics, &context, &mut engine).await?;
+                }
                 let now = now_ms();
                 let payload = message.payload().unwrap_or_default();
                 let mut produced_at = None;
@@ -140,7 +143,7 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                     match assertions.decode(payload) {
                         Ok(a) => {
                             produced_at = Some(a.ts);
-                            engine.assertion(&a, now);
+                            engine.assertion_from(&a, Some(message.partition()), now);
                         }
                         Err(error) => skip(&message, &error),
                     }
@@ -174,6 +177,11 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                 if !context.caught_up() {
                     continue;
                 }
+                if context.generation() != generation {
+                    // Assigned partitions with nothing to replay: no record came to say so.
+                    generation = context.generation();
+                    recover(&config, &topics, &context, &mut engine).await?;
+                }
                 if !live {
                     live = true;
                     health.set(true);
@@ -193,6 +201,19 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     health.set(false);
     drop(consumer);
     dispatcher.close().await;
+    Ok(())
+}
+
+/// Starts the evaluation over for a new assignment: the windows empty (the replay fills
+/// them), the alarms of the partitions owned now read from the alarms topic.
+async fn recover(config: &AlarmerConfig, topics: &Topics, context: &ReplayContext, engine: &mut Engine) -> Result<(), RunError> {
+    let kafka_err = |source| RunError::Kafka { brokers: config.kafka.brokers.clone(), action: "reading the alarms topic", source };
+    let events: Vec<AlarmEvent> = decode_all(config, topics.alarms.clone()).await?.map_err(kafka_err)?;
+    let owned = context.owned(&topics.assertions);
+    let recovered = events.len();
+    engine.reassigned(events, |p| owned.contains(&p), now_ms());
+    let (pending, firing, waived) = engine.alarm_counts();
+    tracing::info!(events = recovered, partitions = owned.len(), pending, firing, waived, "alarm state recovered");
     Ok(())
 }
 

@@ -2,14 +2,22 @@
 //! read again from `now − lookback` (found with offsetsForTimes), and evaluation waits
 //! until each has reached the end it had at assignment. Offsets are never committed:
 //! where to start is a matter of time, not of progress.
+//!
+//! Each assignment starts a new generation: the pipeline then forgets its windows and
+//! alarms and reads the alarm log again, keeping the alarms of the partitions it now
+//! owns. Before giving partitions up, a copy settles its dispatcher (inside the revoke
+//! callback, so before the group moves on): the next owner's read of the log sees every
+//! notification this copy sent.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
+
+use crate::notify::dispatch::Settler;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -19,6 +27,10 @@ struct CatchUp {
     assigned: bool,
     /// Partitions still replaying → the offset they must reach.
     targets: HashMap<(String, i32), i64>,
+    /// Assignments so far.
+    generation: u64,
+    /// Partitions held now.
+    owned: HashSet<(String, i32)>,
 }
 
 /// Consumer context that seeks new partitions back in time and tracks the replay.
@@ -26,11 +38,35 @@ struct CatchUp {
 pub struct ReplayContext {
     lookback_ms: i64,
     state: Arc<Mutex<CatchUp>>,
+    settler: Option<Settler>,
 }
 
 impl ReplayContext {
-    pub fn new(lookback_ms: i64) -> ReplayContext {
-        ReplayContext { lookback_ms, state: Arc::default() }
+    /// `settler`, when given, is settled before partitions are given up.
+    pub fn new(lookback_ms: i64, settler: Option<Settler>) -> ReplayContext {
+        ReplayContext { lookback_ms, state: Arc::default(), settler }
+    }
+
+    /// The number of assignments so far: a new one means the state must be rebuilt.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// The partitions of `topic` held now.
+    pub fn owned(&self, topic: &str) -> HashSet<i32> {
+        self.lock().owned.iter().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect()
+    }
+
+    /// Lets the dispatcher finish what it was handed, blocking this thread (the revoke
+    /// callback runs inside the consumer's poll, on a runtime worker).
+    fn settle(&self) {
+        let Some(settler) = &self.settler else { return };
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) if handle.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| handle.block_on(settler.settle()));
+            }
+            _ => tracing::warn!("not on a multi-thread runtime: notifications in flight are not settled before a revocation"),
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, CatchUp> {
@@ -96,7 +132,9 @@ impl ReplayContext {
         }
         let mut state = self.lock();
         state.assigned = true;
+        state.generation += 1;
         state.targets.extend(targets);
+        state.owned = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
     }
 }
 
@@ -114,10 +152,15 @@ impl ConsumerContext for ReplayContext {
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
                 let mut state = self.lock();
+                // No evaluation until the next assignment is replayed.
+                state.assigned = false;
                 for e in tpl.elements() {
-                    state.targets.remove(&(e.topic().to_owned(), e.partition()));
+                    let key = (e.topic().to_owned(), e.partition());
+                    state.targets.remove(&key);
+                    state.owned.remove(&key);
                 }
                 drop(state);
+                self.settle();
                 if let Err(error) = consumer.unassign() {
                     tracing::warn!(%error, "cannot release the revoked partitions");
                 }

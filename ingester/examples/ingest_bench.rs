@@ -52,7 +52,7 @@ async fn ingester_run(env: &TestEnv, load: &Load, n: u64, json: bool) -> (Rates,
     let client = env.client();
     backlog(env, &Topics::new(&env.kafka.topic_prefix).assertions, load, n, json);
     let started = Instant::now();
-    let ingester = Ingester::spawn(&exe(), env, &format!("bench-{}", env.id), &[]);
+    let ingester = Ingester::spawn_ingester(&exe(), env, &format!("bench-{}", env.id), &[]);
     let rss = RssSampler::start(ingester.pid());
     let rate = catch_up(&client, "assertions", n, Some(load.count_sum(n)), started).await;
     let peak = rss.peak_mib();
@@ -63,7 +63,7 @@ async fn ingester_run(env: &TestEnv, load: &Load, n: u64, json: bool) -> (Rates,
 /// p50/p99 produce → queryable of 100 probes/s under a background load at `rate` rows/s.
 async fn latency(env: &TestEnv, load: &std::sync::Arc<Load>, rate: f64, seconds: u64) -> (f64, f64, usize) {
     let client = env.client();
-    let ingester = Ingester::spawn(&exe(), env, &format!("lat-{}", env.id), &[]);
+    let ingester = Ingester::spawn_ingester(&exe(), env, &format!("lat-{}", env.id), &[]);
     ready(&ingester, &client).await;
     let topic = Topics::new(&env.kafka.topic_prefix).assertions;
     let kafka = env.kafka.clone();

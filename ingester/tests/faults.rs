@@ -67,7 +67,7 @@ async fn kill_9_at_random_moments_neither_loses_nor_doubles() {
     let member = [("SPECAUDIT__INGEST__INSTANCE_ID", "kill-test")];
     for kill in 0..10 {
         let stored = counts(&client).await.map(|c| c.rows).unwrap_or(0);
-        let ingester = Ingester::spawn(exe(), &env, &group, &member);
+        let ingester = Ingester::spawn_ingester(exe(), &env, &group, &member);
         // Let it get going (some rows of its own stored), then kill it at a moment chosen
         // at random: mid-insert, mid-rollup, before or after a commit.
         wait_for_rows(&client, (stored + 1).min(n), WITHIN).await;
@@ -77,7 +77,7 @@ async fn kill_9_at_random_moments_neither_loses_nor_doubles() {
         eprintln!("kill {kill}: {after} rows stored, {} produced", sent.load(Ordering::Relaxed));
     }
     producer.join().expect("producer");
-    let ingester = Ingester::spawn(exe(), &env, &group, &member);
+    let ingester = Ingester::spawn_ingester(exe(), &env, &group, &member);
     let c = wait_for_rows(&client, n, WITHIN).await;
     // Give a straggling duplicate, if any, the chance to show.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -94,12 +94,12 @@ async fn a_rebalance_between_two_ingesters_mid_load_neither_loses_nor_doubles() 
     let load = Arc::new(Load::new(60));
     let group = format!("test-{}", env.id);
     let client = env.client();
-    let first = Ingester::spawn(exe(), &env, &group, &[]);
+    let first = Ingester::spawn_ingester(exe(), &env, &group, &[]);
     let (producer, _) = produce_in_background(&env, load.clone(), n);
 
     wait_for_some(&client, n / 5).await;
     // A second member joins: the partitions are split between the two.
-    let second = Ingester::spawn(exe(), &env, &group, &[]);
+    let second = Ingester::spawn_ingester(exe(), &env, &group, &[]);
     wait_for_some(&client, n / 2).await;
     // The first leaves cleanly: the second takes everything over.
     assert!(first.terminate().success());
@@ -119,7 +119,7 @@ async fn clickhouse_down_for_30_s_pauses_intake_with_bounded_memory_then_catches
     let load = Arc::new(Load::new(60));
     let group = format!("test-{}", env.id);
     let client = env.client();
-    let ingester = Ingester::spawn(exe(), &env, &group, &[]);
+    let ingester = Ingester::spawn_ingester(exe(), &env, &group, &[]);
     let rss = RssSampler::start(ingester.pid());
     let topic = specaudit_core::kafka::Topics::new(&env.kafka.topic_prefix).assertions;
     let (kafka, first) = (env.kafka.clone(), load.clone());
@@ -157,7 +157,7 @@ async fn sigterm_drains_pending_batches_and_commits_before_exit() {
     let group = format!("test-{}", env.id);
     let topic = specaudit_core::kafka::Topics::new(&env.kafka.topic_prefix).assertions;
     // Batches that never fill up nor age out: only the drain can write them.
-    let ingester = Ingester::spawn(exe(), &env, &group, &[("SPECAUDIT__INGEST__MAX_DELAY", "1h"), ("SPECAUDIT__INGEST__MAX_ROWS", "1000000")]);
+    let ingester = Ingester::spawn_ingester(exe(), &env, &group, &[("SPECAUDIT__INGEST__MAX_DELAY", "1h"), ("SPECAUDIT__INGEST__MAX_ROWS", "1000000")]);
     produce(&env.kafka, &topic, &load, n, None);
     let deadline = std::time::Instant::now() + WITHIN;
     while ingester.metric("specaudit_ingester_records_total", "table=\"assertions\"") != Some(n as f64) {

@@ -3,6 +3,8 @@
 //! every test uses its own topic prefix and ClickHouse database, so tests never see each
 //! other's data.
 
+pub mod integrity;
+pub mod process;
 pub mod stack;
 
 use specaudit_core::config::{ClickHouseConfig, KafkaConfig};

@@ -5,16 +5,18 @@
 //! one of the same fingerprint); different alarms proceed in parallel, so one receiver
 //! being down delays nobody else. An event is written only after its notice was taken
 //! (or given up): the alarm log doubles as the record of what on-call was told, which is
-//! what makes a restart neither repeat nor lose a notification.
+//! what makes a restart neither repeat nor lose a notification. For the same reason a
+//! copy that loses partitions in a rebalance settles first ([`Settler`]): what it handed
+//! over is logged, or left unsent for the next owner, before the next owner reads the log.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use specaudit_core::codec::Codec;
 use specaudit_core::record::{AlarmEvent, AlarmState};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -74,11 +76,34 @@ impl AlarmLog {
     }
 }
 
+enum Command {
+    Transition(Box<Transition>),
+    /// Finish (or give up, after the drain timeout) everything queued, then answer.
+    Settle(oneshot::Sender<()>),
+}
+
 /// Handle to the dispatcher task.
 #[derive(Debug)]
 pub struct Dispatcher {
-    tx: mpsc::Sender<Transition>,
+    tx: mpsc::Sender<Command>,
     task: JoinHandle<()>,
+}
+
+/// Waits until the dispatcher has nothing in flight: every transition queued so far is
+/// delivered and logged, or (past the drain timeout) abandoned unlogged, so that whoever
+/// evaluates its alarm next rebuilds it from the topics.
+#[derive(Debug, Clone)]
+pub struct Settler {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Settler {
+    pub async fn settle(&self) {
+        let (done, settled) = oneshot::channel();
+        if self.tx.send(Command::Settle(done)).await.is_ok() {
+            let _ = settled.await;
+        }
+    }
 }
 
 struct Shared {
@@ -86,7 +111,14 @@ struct Shared {
     retry: NotifySection,
     log: AlarmLog,
     client: reqwest::Client,
-    stop: CancellationToken,
+    /// Cancels the deliveries in flight; a fresh one after each settle.
+    stop: Mutex<CancellationToken>,
+}
+
+impl Shared {
+    fn stop(&self) -> CancellationToken {
+        self.stop.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl Dispatcher {
@@ -97,7 +129,7 @@ impl Dispatcher {
         drain_timeout: Duration,
     ) -> Result<Dispatcher, reqwest::Error> {
         let client = reqwest::Client::builder().build()?;
-        let shared = Arc::new(Shared { receivers, retry, log, client, stop: CancellationToken::new() });
+        let shared = Arc::new(Shared { receivers, retry, log, client, stop: Mutex::new(CancellationToken::new()) });
         let (tx, rx) = mpsc::channel(10_000);
         let task = tokio::spawn(run(shared, rx, drain_timeout));
         Ok(Dispatcher { tx, task })
@@ -105,9 +137,13 @@ impl Dispatcher {
 
     /// Queues a transition; waits when the queue is full (backpressure on evaluation).
     pub async fn send(&self, transition: Transition) {
-        if self.tx.send(transition).await.is_err() {
+        if self.tx.send(Command::Transition(Box::new(transition))).await.is_err() {
             tracing::error!("dispatcher stopped; transition dropped");
         }
+    }
+
+    pub fn settler(&self) -> Settler {
+        Settler { tx: self.tx.clone() }
     }
 
     /// Stops taking transitions and waits for those in flight, at most the drain timeout.
@@ -117,21 +153,35 @@ impl Dispatcher {
     }
 }
 
-async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Transition>, drain_timeout: Duration) {
+async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Command>, drain_timeout: Duration) {
     let mut chains: HashMap<String, JoinHandle<()>> = HashMap::new();
-    while let Some(transition) = rx.recv().await {
+    while let Some(command) = rx.recv().await {
+        let transition = match command {
+            Command::Transition(transition) => *transition,
+            Command::Settle(done) => {
+                drain(&shared, std::mem::take(&mut chains), drain_timeout).await;
+                *shared.stop.lock().unwrap_or_else(|e| e.into_inner()) = CancellationToken::new();
+                let _ = done.send(());
+                continue;
+            }
+        };
         let fingerprint = match (&transition.event, &transition.notice) {
             (Some(e), _) => e.fingerprint.clone(),
             (None, Some(n)) => n.fingerprint.clone(),
             (None, None) => continue,
         };
         let previous = chains.remove(&fingerprint);
-        let handle = tokio::spawn(handle(shared.clone(), previous, transition));
+        let handle = tokio::spawn(handle(shared.clone(), shared.stop(), previous, transition));
         chains.insert(fingerprint, handle);
         if chains.len() > 1024 {
             chains.retain(|_, h| !h.is_finished());
         }
     }
+    drain(&shared, chains, drain_timeout).await;
+}
+
+/// Waits for `chains`, at most `drain_timeout`; then cancels what is left.
+async fn drain(shared: &Shared, chains: HashMap<String, JoinHandle<()>>, drain_timeout: Duration) {
     let pending: Vec<JoinHandle<()>> = chains.into_values().filter(|h| !h.is_finished()).collect();
     if pending.is_empty() {
         return;
@@ -140,19 +190,19 @@ async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<Transition>, drain_time
     let all = futures::future::join_all(pending);
     tokio::pin!(all);
     if tokio::time::timeout(drain_timeout, &mut all).await.is_err() {
-        tracing::warn!("drain timeout: undelivered notifications are left to the next start, which rebuilds them");
-        shared.stop.cancel();
+        tracing::warn!("drain timeout: undelivered notifications are left to whoever evaluates their alarms next, which rebuilds them");
+        shared.stop().cancel();
         all.await;
     }
 }
 
-async fn handle(shared: Arc<Shared>, previous: Option<JoinHandle<()>>, transition: Transition) {
+async fn handle(shared: Arc<Shared>, stop: CancellationToken, previous: Option<JoinHandle<()>>, transition: Transition) {
     if let Some(previous) = previous {
         let _ = previous.await;
     }
     if let Some(notice) = &transition.notice {
         let deliveries = notice.receivers.iter().filter_map(|name| match shared.receivers.get(name) {
-            Some(receiver) => Some(receiver.deliver(&shared.client, notice, &shared.retry, &shared.stop)),
+            Some(receiver) => Some(receiver.deliver(&shared.client, notice, &shared.retry, &stop)),
             None => {
                 tracing::warn!(receiver = %name, "no such receiver");
                 None
@@ -160,11 +210,11 @@ async fn handle(shared: Arc<Shared>, previous: Option<JoinHandle<()>>, transitio
         });
         futures::future::join_all(deliveries).await;
     }
-    if shared.stop.is_cancelled() {
+    if stop.is_cancelled() {
         // Not logged: the next start rebuilds the transition from the topics and sends it.
         return;
     }
     if let Some(event) = &transition.event {
-        shared.log.write(event, &shared.retry, &shared.stop).await;
+        shared.log.write(event, &shared.retry, &stop).await;
     }
 }

@@ -1,13 +1,11 @@
-//! Helpers of the ingester's end-to-end tests and bench: a fast assertion load, the real
-//! `specaudit-ingester` process, its memory, and the exactly-once checks.
+//! Helpers of the ingester's end-to-end tests and bench: a fast assertion load and the
+//! ingester's memory; the process and the exactly-once checks come from `specaudit-tests`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -15,7 +13,10 @@ use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
 use specaudit_core::config::KafkaConfig;
 use specaudit_core::record::{Assertion, Outcome, Severity};
-use specaudit_tests::TestEnv;
+#[allow(unused_imports)]
+pub use specaudit_tests::integrity::{counts, wait_for_rows, wait_for_some, Counts};
+#[allow(unused_imports)]
+pub use specaudit_tests::process::Service as Ingester;
 
 /// The load size: `SPECAUDIT_TEST_LOAD`, else `default`.
 pub fn load_size(default: u64) -> u64 {
@@ -141,89 +142,6 @@ pub fn produce_range(kafka: &KafkaConfig, topic: &str, load: &Load, range: std::
     producer.flush(Duration::from_secs(120)).expect("flush");
 }
 
-/// A running `specaudit-ingester` process.
-pub struct Ingester {
-    pub child: Child,
-    pub metrics_port: u16,
-    pub log: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
-}
-
-impl Ingester {
-    /// Starts the binary at `exe` on `env`'s topics and database, in consumer group `group`.
-    pub fn spawn(exe: &Path, env: &TestEnv, group: &str, extra: &[(&str, &str)]) -> Ingester {
-        let metrics_port = free_port();
-        let log = std::env::temp_dir().join(format!("specaudit-ingester-{}-{}.log", env.id, uuid::Uuid::new_v4().simple()));
-        let file = std::fs::File::create(&log).expect("log file");
-        let mut command = Command::new(exe);
-        command
-            .arg("run")
-            .env_remove("SPECAUDIT_CONFIG")
-            .env("SPECAUDIT__KAFKA__BROKERS", &env.kafka.brokers)
-            .env("SPECAUDIT__KAFKA__TOPIC_PREFIX", &env.kafka.topic_prefix)
-            .env("SPECAUDIT__CLICKHOUSE__URL", &env.clickhouse.url)
-            .env("SPECAUDIT__CLICKHOUSE__DATABASE", &env.clickhouse.database)
-            .env("SPECAUDIT__INGEST__GROUP_ID", group)
-            .env("SPECAUDIT__INGEST__RETRY_MAX_BACKOFF", "2s")
-            .env("SPECAUDIT__TELEMETRY__LISTEN", format!("127.0.0.1:{metrics_port}"))
-            .env("RUST_LOG", std::env::var("SPECAUDIT_TEST_LOG").unwrap_or_else(|_| "info".into()))
-            .stdout(Stdio::null())
-            .stderr(file);
-        for (k, v) in extra {
-            command.env(k, v);
-        }
-        let child = command.spawn().expect("cannot start specaudit-ingester");
-        Ingester { child, metrics_port, log }
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// kill -9.
-    pub fn kill(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// SIGTERM, then the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status();
-        self.child.wait().expect("wait")
-    }
-
-    /// GET a path of the telemetry endpoint (plain HTTP/1.0, no client library needed).
-    pub fn get(&self, path: &str) -> Option<String> {
-        use std::io::{Read, Write};
-        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
-        let mut out = String::new();
-        stream.read_to_string(&mut out).ok()?;
-        Some(out)
-    }
-
-    /// The sum of a metric's samples whose labels contain `label`.
-    pub fn metric(&self, name: &str, label: &str) -> Option<f64> {
-        let text = self.get("/metrics")?;
-        let values: Vec<f64> = text
-            .lines()
-            .filter(|l| l.starts_with(name) && l.contains(label))
-            .filter_map(|l| l.rsplit(' ').next()?.parse().ok())
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum())
-    }
-}
-
-impl Drop for Ingester {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Samples a process's resident memory every 100 ms; `peak()` is the largest seen.
 pub struct RssSampler {
     peak_kib: Arc<AtomicU64>,
@@ -262,45 +180,6 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// What the exactly-once checks look at.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Counts {
-    pub rows: u64,
-    pub unique_ids: u64,
-    /// sum(count) in the raw table.
-    pub raw_sum: u64,
-    /// sum(passes + failures + errors + skips) in the rollup.
-    pub rollup_sum: u64,
-}
-
-pub async fn counts(client: &clickhouse::Client) -> Result<Counts, clickhouse::error::Error> {
-    let (rows, unique_ids, raw_sum): (u64, u64, u64) =
-        client.query("SELECT count(), uniqExact(assertion_id), sum(toUInt64(count)) FROM assertions").fetch_one().await?;
-    let rollup_sum: u64 =
-        client.query("SELECT sum(passes + failures + errors + skips) FROM assertions_minutely").fetch_one().await?;
-    Ok(Counts { rows, unique_ids, raw_sum, rollup_sum })
-}
-
-/// Waits until the raw table holds `rows` rows (or more), then returns the counts.
-/// The deadline only keeps a broken run from hanging; it is not a performance check.
-pub async fn wait_for_rows(client: &clickhouse::Client, rows: u64, within: Duration) -> Counts {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Ok(c) = counts(client).await {
-            if c.rows >= rows {
-                return c;
-            }
-        }
-        assert!(Instant::now() < deadline, "fewer than {rows} rows after {within:?}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
-
-/// Waits until the raw table holds at least `rows` rows; for timing faults into a load.
-pub async fn wait_for_some(client: &clickhouse::Client, rows: u64) {
-    let _ = wait_for_rows(client, rows, Duration::from_secs(600)).await;
 }
 
 /// The consumer group's committed offsets and the high watermarks, per partition of `topic`.

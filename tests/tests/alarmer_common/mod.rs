@@ -30,6 +30,8 @@ pub struct Received {
     pub body: Vec<u8>,
     pub json: Value,
     pub signature: String,
+    /// When it arrived (ms since the epoch).
+    pub at_ms: i64,
 }
 
 impl Received {
@@ -62,7 +64,7 @@ async fn take(State(inbox): State<Inbox>, headers: HeaderMap, body: Bytes) -> St
     }
     let signature = headers.get("x-specaudit-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_owned();
     let json = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    inbox.got.lock().unwrap().push(Received { body: body.to_vec(), json, signature });
+    inbox.got.lock().unwrap().push(Received { body: body.to_vec(), json, signature, at_ms: now_ms() });
     StatusCode::OK
 }
 

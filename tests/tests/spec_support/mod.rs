@@ -12,18 +12,7 @@ use specaudit_tests::TestEnv;
 /// The `specctl` binary, built from the current sources once per test process.
 pub fn specctl_path() -> &'static Path {
     static PATH: OnceLock<PathBuf> = OnceLock::new();
-    PATH.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "specaudit-producer", "--bin", "specctl"])
-            .status()
-            .expect("cannot run cargo to build specctl");
-        assert!(status.success(), "cannot build specctl");
-        // tests run from target/<profile>/deps; the binary is in target/<profile>.
-        let exe = std::env::current_exe().expect("test binary path");
-        let dir = exe.parent().and_then(Path::parent).expect("target dir");
-        dir.join("specctl")
-    })
+    PATH.get_or_init(|| specaudit_tests::process::workspace_bin("specctl"))
 }
 
 /// `specctl ARGS` against `env`'s topics, as user `tester`.
