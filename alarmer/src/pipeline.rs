@@ -199,7 +199,11 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     }
     tracing::info!("stopping: no more intake, draining notifications");
     health.set(false);
+    // Leaving the group settles what is in flight (revoke callback). The context's settler
+    // holds a sender of the dispatcher's queue: it must go too, or the dispatcher would
+    // wait for more work forever.
     drop(consumer);
+    drop(context);
     dispatcher.close().await;
     Ok(())
 }
