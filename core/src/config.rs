@@ -185,11 +185,11 @@ impl TryFrom<ClickHouseFile> for ClickHouseConfig {
         let cluster = match file.cluster {
             None => {
                 if file.zookeeper_path.is_some() {
-                    return Err("clickhouse.zookeeper_path is set but clickhouse.cluster is not:                                 replicated tables need a cluster"
+                    return Err("clickhouse.zookeeper_path is set but clickhouse.cluster is not: replicated tables need a cluster"
                         .into());
                 }
                 if file.insert_quorum.is_some() {
-                    return Err("clickhouse.insert_quorum is set but clickhouse.cluster is not:                                 a quorum needs replicated tables"
+                    return Err("clickhouse.insert_quorum is set but clickhouse.cluster is not: a quorum needs replicated tables"
                         .into());
                 }
                 None
@@ -197,7 +197,7 @@ impl TryFrom<ClickHouseFile> for ClickHouseConfig {
             Some(name) => {
                 if !plain_identifier(&name) {
                     return Err(format!(
-                        "clickhouse.cluster {name:?} must be a cluster of the servers' remote_servers                          named with letters, digits and underscores"
+                        "clickhouse.cluster {name:?} must be a cluster of the servers' remote_servers named with letters, digits and underscores"
                     ));
                 }
                 let zookeeper_path = file.zookeeper_path.unwrap_or_else(|| DEFAULT_ZOOKEEPER_PATH.into());
@@ -362,17 +362,17 @@ mod tests {
 
     #[test]
     fn without_a_cluster_clickhouse_is_one_server() {
-        let c = clickhouse("[clickhouse]\nurl = \"http://ch:8123\"\n").unwrap();
+        let c = clickhouse("[clickhouse]\nurl = \"http://ch:8123\"\n").expect("loads");
         assert_eq!(c.url, "http://ch:8123");
         assert_eq!(c.database, "specaudit");
         assert_eq!(c.cluster, None);
-        assert_eq!(load_with_env::<WithClickHouse>(None, no_env()).unwrap().clickhouse.cluster, None);
+        assert_eq!(load_with_env::<WithClickHouse>(None, no_env()).expect("loads").clickhouse.cluster, None);
     }
 
     #[test]
     fn a_cluster_gets_the_default_zookeeper_path_and_no_quorum() {
-        let c = clickhouse("[clickhouse]\ncluster = \"specaudit_cluster\"\n").unwrap();
-        let cluster = c.cluster.unwrap();
+        let c = clickhouse("[clickhouse]\ncluster = \"specaudit_cluster\"\n").expect("loads");
+        let cluster = c.cluster.expect("a cluster");
         assert_eq!(cluster.name, "specaudit_cluster");
         assert_eq!(cluster.zookeeper_path, DEFAULT_ZOOKEEPER_PATH);
         assert_eq!(cluster.insert_quorum, 0);
@@ -381,31 +381,31 @@ mod tests {
             ("SPECAUDIT__CLICKHOUSE__ZOOKEEPER_PATH".to_owned(), "/ch/{layer}-{shard}/{database}".to_owned()),
             ("SPECAUDIT__CLICKHOUSE__INSERT_QUORUM".to_owned(), "2".to_owned()),
         ];
-        let cluster = load_with_env::<WithClickHouse>(None, env).unwrap().clickhouse.cluster.unwrap();
+        let cluster = load_with_env::<WithClickHouse>(None, env).expect("loads").clickhouse.cluster.expect("a cluster");
         assert_eq!(cluster, ClusterConfig { name: "c2".into(), zookeeper_path: "/ch/{layer}-{shard}/{database}".into(), insert_quorum: 2 });
     }
 
     #[test]
     fn cluster_settings_without_a_cluster_are_refused_by_name() {
-        let err = clickhouse("[clickhouse]\nzookeeper_path = \"/ch/{shard}\"\n").unwrap_err();
+        let err = clickhouse("[clickhouse]\nzookeeper_path = \"/ch/{shard}\"\n").expect_err("refused");
         assert!(err.contains("clickhouse.zookeeper_path") && err.contains("clickhouse.cluster"), "{err}");
-        let err = clickhouse("[clickhouse]\ninsert_quorum = 2\n").unwrap_err();
+        let err = clickhouse("[clickhouse]\ninsert_quorum = 2\n").expect_err("refused");
         assert!(err.contains("clickhouse.insert_quorum") && err.contains("clickhouse.cluster"), "{err}");
     }
 
     #[test]
     fn unusable_cluster_values_are_refused_by_name() {
         for name in ["", "my cluster", "a;DROP", "1st"] {
-            let err = clickhouse(&format!("[clickhouse]\ncluster = {name:?}\n")).unwrap_err();
+            let err = clickhouse(&format!("[clickhouse]\ncluster = {name:?}\n")).expect_err("refused");
             assert!(err.contains("clickhouse.cluster"), "{name:?}: {err}");
         }
         for path in ["clickhouse/{shard}", "/ch/{shard}/", "/ch/{database}", "/ch/{shard}/{replica}", "/ch/{shard}'x", "/ch//{shard}"] {
-            let err = clickhouse(&format!("[clickhouse]\ncluster = \"c\"\nzookeeper_path = {path:?}\n")).unwrap_err();
+            let err = clickhouse(&format!("[clickhouse]\ncluster = \"c\"\nzookeeper_path = {path:?}\n")).expect_err("refused");
             assert!(err.contains("clickhouse.zookeeper_path"), "{path:?}: {err}");
         }
-        let err = clickhouse("[clickhouse]\ncluster = \"c\"\ninsert_quorum = -1\n").unwrap_err();
+        let err = clickhouse("[clickhouse]\ncluster = \"c\"\ninsert_quorum = -1\n").expect_err("refused");
         assert!(err.contains("insert_quorum"), "{err}");
-        let err = clickhouse("[clickhouse]\nclustr = \"c\"\n").unwrap_err();
+        let err = clickhouse("[clickhouse]\nclustr = \"c\"\n").expect_err("refused");
         assert!(err.contains("clustr"), "{err}");
     }
 

@@ -77,7 +77,7 @@ mod tests {
         };
         let names = |config: &ClickHouseConfig| settings(config).into_iter().map(|(n, v)| format!("{n}={v}")).collect::<Vec<_>>();
         assert_eq!(names(&config), ["insert_distributed_sync=1", "load_balancing=in_order"]);
-        config.cluster.as_mut().unwrap().insert_quorum = 2;
+        config.cluster.as_mut().expect("a cluster").insert_quorum = 2;
         assert_eq!(
             names(&config),
             ["insert_distributed_sync=1", "load_balancing=in_order", "insert_quorum=2", "select_sequential_consistency=1"]

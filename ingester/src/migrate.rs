@@ -259,7 +259,7 @@ mod tests {
             assert!(!statement.contains("{database}") && !statement.contains("{cluster}") && !statement.contains("{zookeeper_path}"), "{statement}");
             if statement.contains("Replicated") {
                 // The shard is the server's macro; the table's own name ends the path.
-                let table = statement.split_whitespace().nth(5).unwrap().trim_start_matches("db1.");
+                let table = statement.split_whitespace().nth(5).expect("present").trim_start_matches("db1.");
                 assert!(statement.contains(&format!("('/ch/{{shard}}/db1/{table}', '{{replica}}'")), "{statement}");
             }
         }
@@ -272,14 +272,14 @@ mod tests {
         let mut out = BTreeMap::new();
         for statement in plan.iter().flat_map(|(_, _, s)| s) {
             let Some(rest) = statement.strip_prefix("CREATE TABLE IF NOT EXISTS db1.") else { continue };
-            let name = rest.split_whitespace().next().unwrap();
+            let name = rest.split_whitespace().next().expect("present");
             let Some(open) = rest.find('(') else { continue };
             if rest.contains("AS db1.") {
                 continue;
             }
-            let close = rest.find(") ENGINE").unwrap();
+            let close = rest.find(") ENGINE").expect("present");
             let engine = &rest[close..];
-            let order = engine[engine.find("PARTITION BY").or_else(|| engine.find("ORDER BY")).unwrap()..].to_owned();
+            let order = engine[engine.find("PARTITION BY").or_else(|| engine.find("ORDER BY")).expect("present")..].to_owned();
             out.insert(name.trim_end_matches("_local").to_owned(), (rest[open..close].to_owned(), order));
         }
         out

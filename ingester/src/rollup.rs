@@ -343,7 +343,7 @@ mod tests {
                 at += 1 + body[at] as usize;
             }
             at += 1 + 32;
-            out.push(i32::from_le_bytes(body[at..at + 4].try_into().unwrap()));
+            out.push(i32::from_le_bytes(body[at..at + 4].try_into().expect("8 bytes")));
             at += 4 + 8;
         }
         out

@@ -72,8 +72,8 @@ async fn migrations_create_the_cluster_layout_once_whichever_node_runs_them() {
     }
     // An unknown cluster is named before anything runs.
     let mut wrong = env.clickhouse.clone();
-    wrong.cluster.as_mut().unwrap().name = "no_such_cluster".into();
-    let err = migrate::migrate(&wrong).await.unwrap_err().to_string();
+    wrong.cluster.as_mut().expect("a cluster").name = "no_such_cluster".into();
+    let err = migrate::migrate(&wrong).await.expect_err("no such cluster").to_string();
     assert!(err.contains("clickhouse.cluster") && err.contains("no_such_cluster"), "{err}");
     drop_database(&env).await;
 }
