@@ -108,18 +108,19 @@ fn default_user() -> String {
 }
 
 /// Where ClickHouse is.
+///
+/// Checked as it is read: a cluster setting given without `cluster`, or a value that
+/// cannot work, stops the service at start with the key's name.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "ClickHouseFile")]
 pub struct ClickHouseConfig {
     /// HTTP interface.
-    #[serde(default = "default_clickhouse_url")]
     pub url: String,
-    #[serde(default = "default_database")]
     pub database: String,
-    #[serde(default = "default_user")]
     pub user: String,
-    #[serde(default)]
     pub password: String,
+    /// Cluster mode (docs/cluster.md); `None` = one server.
+    pub cluster: Option<ClusterConfig>,
 }
 
 impl Default for ClickHouseConfig {
@@ -129,8 +130,100 @@ impl Default for ClickHouseConfig {
             database: default_database(),
             user: default_user(),
             password: String::new(),
+            cluster: None,
         }
     }
+}
+
+/// Replicated tables on every node of a ClickHouse cluster, behind Distributed tables
+/// with the names readers use (docs/cluster.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// The cluster's name in the servers' `remote_servers`.
+    pub name: String,
+    /// ZooKeeper folder of the database's replicated tables; `{database}` is replaced by
+    /// the database's name, server macros such as `{shard}` are filled by each server.
+    pub zookeeper_path: String,
+    /// `insert_quorum` of every insert (0: acknowledged by one replica per shard).
+    pub insert_quorum: u32,
+}
+
+/// Where replicated tables live in ZooKeeper unless `clickhouse.zookeeper_path` says otherwise.
+pub const DEFAULT_ZOOKEEPER_PATH: &str = "/clickhouse/tables/{shard}/{database}";
+
+/// `[clickhouse]` as written; [`ClickHouseConfig`] is what it means.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ClickHouseFile {
+    #[serde(default = "default_clickhouse_url")]
+    url: String,
+    #[serde(default = "default_database")]
+    database: String,
+    #[serde(default = "default_user")]
+    user: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    cluster: Option<String>,
+    #[serde(default)]
+    zookeeper_path: Option<String>,
+    #[serde(default)]
+    insert_quorum: Option<u32>,
+}
+
+/// Names ClickHouse takes without quotes: letters, digits, underscores, no leading digit.
+pub fn plain_identifier(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.starts_with(|c: char| c.is_ascii_digit())
+}
+
+impl TryFrom<ClickHouseFile> for ClickHouseConfig {
+    type Error = String;
+
+    fn try_from(file: ClickHouseFile) -> Result<Self, String> {
+        let cluster = match file.cluster {
+            None => {
+                if file.zookeeper_path.is_some() {
+                    return Err("clickhouse.zookeeper_path is set but clickhouse.cluster is not: replicated tables need a cluster"
+                        .into());
+                }
+                if file.insert_quorum.is_some() {
+                    return Err("clickhouse.insert_quorum is set but clickhouse.cluster is not: a quorum needs replicated tables"
+                        .into());
+                }
+                None
+            }
+            Some(name) => {
+                if !plain_identifier(&name) {
+                    return Err(format!(
+                        "clickhouse.cluster {name:?} must be a cluster of the servers' remote_servers named with letters, digits and underscores"
+                    ));
+                }
+                let zookeeper_path = file.zookeeper_path.unwrap_or_else(|| DEFAULT_ZOOKEEPER_PATH.into());
+                check_zookeeper_path(&zookeeper_path)?;
+                Some(ClusterConfig { name, zookeeper_path, insert_quorum: file.insert_quorum.unwrap_or(0) })
+            }
+        };
+        Ok(ClickHouseConfig { url: file.url, database: file.database, user: file.user, password: file.password, cluster })
+    }
+}
+
+fn check_zookeeper_path(path: &str) -> Result<(), String> {
+    let bad = |why: &str| Err(format!("clickhouse.zookeeper_path {path:?} {why}"));
+    if !path.starts_with('/') || path.ends_with('/') || path.contains("//") {
+        return bad("must be an absolute ZooKeeper path without a trailing slash");
+    }
+    if path.contains('\'') || path.contains('\\') || path.chars().any(char::is_control) {
+        return bad("must not contain quotes, backslashes or control characters");
+    }
+    if !path.contains("{shard}") {
+        return bad("must contain the {shard} macro: without it the shards would replicate each other");
+    }
+    if path.contains("{replica}") {
+        return bad("must not contain the {replica} macro: the replicas of a shard share the path");
+    }
+    Ok(())
 }
 
 /// Log output shape.
@@ -253,6 +346,67 @@ mod tests {
         let env = vec![("SPECAUDIT__KAFKA__BROKRS".to_owned(), "k2:9092".to_owned())];
         let err = load_with_env::<ServiceConfig>(None, env).unwrap_err().to_string();
         assert!(err.contains("brokrs"), "{err}");
+    }
+
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct WithClickHouse {
+        #[serde(default)]
+        clickhouse: ClickHouseConfig,
+    }
+
+    fn clickhouse(text: &str) -> Result<ClickHouseConfig, String> {
+        let f = file(text);
+        load_with_env::<WithClickHouse>(Some(f.path()), no_env()).map(|c| c.clickhouse).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn without_a_cluster_clickhouse_is_one_server() {
+        let c = clickhouse("[clickhouse]\nurl = \"http://ch:8123\"\n").expect("loads");
+        assert_eq!(c.url, "http://ch:8123");
+        assert_eq!(c.database, "specaudit");
+        assert_eq!(c.cluster, None);
+        assert_eq!(load_with_env::<WithClickHouse>(None, no_env()).expect("loads").clickhouse.cluster, None);
+    }
+
+    #[test]
+    fn a_cluster_gets_the_default_zookeeper_path_and_no_quorum() {
+        let c = clickhouse("[clickhouse]\ncluster = \"specaudit_cluster\"\n").expect("loads");
+        let cluster = c.cluster.expect("a cluster");
+        assert_eq!(cluster.name, "specaudit_cluster");
+        assert_eq!(cluster.zookeeper_path, DEFAULT_ZOOKEEPER_PATH);
+        assert_eq!(cluster.insert_quorum, 0);
+        let env = vec![
+            ("SPECAUDIT__CLICKHOUSE__CLUSTER".to_owned(), "c2".to_owned()),
+            ("SPECAUDIT__CLICKHOUSE__ZOOKEEPER_PATH".to_owned(), "/ch/{layer}-{shard}/{database}".to_owned()),
+            ("SPECAUDIT__CLICKHOUSE__INSERT_QUORUM".to_owned(), "2".to_owned()),
+        ];
+        let cluster = load_with_env::<WithClickHouse>(None, env).expect("loads").clickhouse.cluster.expect("a cluster");
+        assert_eq!(cluster, ClusterConfig { name: "c2".into(), zookeeper_path: "/ch/{layer}-{shard}/{database}".into(), insert_quorum: 2 });
+    }
+
+    #[test]
+    fn cluster_settings_without_a_cluster_are_refused_by_name() {
+        let err = clickhouse("[clickhouse]\nzookeeper_path = \"/ch/{shard}\"\n").expect_err("refused");
+        assert!(err.contains("clickhouse.zookeeper_path") && err.contains("clickhouse.cluster"), "{err}");
+        let err = clickhouse("[clickhouse]\ninsert_quorum = 2\n").expect_err("refused");
+        assert!(err.contains("clickhouse.insert_quorum") && err.contains("clickhouse.cluster"), "{err}");
+    }
+
+    #[test]
+    fn unusable_cluster_values_are_refused_by_name() {
+        for name in ["", "my cluster", "a;DROP", "1st"] {
+            let err = clickhouse(&format!("[clickhouse]\ncluster = {name:?}\n")).expect_err("refused");
+            assert!(err.contains("clickhouse.cluster"), "{name:?}: {err}");
+        }
+        for path in ["clickhouse/{shard}", "/ch/{shard}/", "/ch/{database}", "/ch/{shard}/{replica}", "/ch/{shard}'x", "/ch//{shard}"] {
+            let err = clickhouse(&format!("[clickhouse]\ncluster = \"c\"\nzookeeper_path = {path:?}\n")).expect_err("refused");
+            assert!(err.contains("clickhouse.zookeeper_path"), "{path:?}: {err}");
+        }
+        let err = clickhouse("[clickhouse]\ncluster = \"c\"\ninsert_quorum = -1\n").expect_err("refused");
+        assert!(err.contains("insert_quorum"), "{err}");
+        let err = clickhouse("[clickhouse]\nclustr = \"c\"\n").expect_err("refused");
+        assert!(err.contains("clustr"), "{err}");
     }
 
     #[test]

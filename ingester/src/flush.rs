@@ -99,7 +99,7 @@ impl<R: SourcedRow> Table<R> {
             self.stored = true;
         }
         if let Some(marks) = &mut self.rollup {
-            roll_up(&io.client, &self.batch, marks).await?;
+            roll_up(&io.client, &self.batch, marks, rollup::Layout::of(&io.config.clickhouse)).await?;
         }
         commit(&io.consumer, &self.batch, mode);
         self.batch.clear();
@@ -220,15 +220,20 @@ async fn send_dead_letters(io: &Io, letters: &mut Vec<DeadLetter>) -> Result<(),
 }
 
 /// Writes the rollup of the batch's rows at or past each partition's rollup mark.
-async fn roll_up<R: SourcedRow>(client: &clickhouse::Client, batch: &Batch<R>, marks: &mut HashMap<i32, i64>) -> Result<(), Transient> {
+async fn roll_up<R: SourcedRow>(
+    client: &clickhouse::Client,
+    batch: &Batch<R>,
+    marks: &mut HashMap<i32, i64>,
+    layout: rollup::Layout,
+) -> Result<(), Transient> {
     if batch.offsets.keys().any(|p| !marks.contains_key(p)) {
         let stored = rollup::marks(client).await.map_err(|e| Transient::new("cannot read rollup progress", e))?;
         for &partition in batch.offsets.keys() {
             marks.entry(partition).or_insert_with(|| stored.get(&partition).copied().unwrap_or(0));
         }
     }
-    for insert in rollup::inserts(batch, marks) {
-        match rollup::write(client, &insert).await {
+    for insert in rollup::inserts(batch, marks, layout) {
+        match rollup::write(client, &insert, layout).await {
             Ok(()) => marks.extend(insert.marks.iter().copied()),
             Err(error) => {
                 // Whether it landed is unknown: learn the marks again before the next try.

@@ -37,12 +37,16 @@
 //! ingester writes a partition at a time (a member whose insert outlives the group's
 //! patience is evicted — the timeouts above keep that from happening).
 //!
+//! On a ClickHouse cluster the same holds through Distributed tables; [`cluster`] says why
+//! and what it adds to these assumptions.
+//!
 //! `spec_versions` and `agents` are ReplacingMergeTree tables keyed by (spec, version) and
 //! agent: even a row written twice collapses to one. Dead letters are written to their
 //! topic at least once (a crash between the send and the commit sends them again); the
 //! `dead_letters` table holds each message of that topic exactly once.
 
 pub mod batch;
+pub mod cluster;
 pub mod config;
 pub mod consumer;
 pub mod dead_letter;

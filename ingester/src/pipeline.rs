@@ -349,8 +349,9 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
         .set("enable.idempotence", "true")
         .create()
         .context("failed to create the dead-letter producer")?;
-    let client = specaudit_core::clickhouse::client(&config.clickhouse);
-    tracing::info!(topics = ?names, group = %config.ingest.group_id, "ingesting");
+    let client = crate::cluster::client(&config.clickhouse);
+    let cluster = config.clickhouse.cluster.as_ref().map(|c| c.name.as_str());
+    tracing::info!(topics = ?names, group = %config.ingest.group_id, cluster, "ingesting");
     let io = Arc::new(Io { consumer, client, producer, topics, config });
     let codecs = Codecs {
         assertion: Decoder::new(AssertionRow::TABLE),

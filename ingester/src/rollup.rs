@@ -10,6 +10,10 @@
 //! row (`spec = ''`) says by how much the insert moved the partition's rollup mark;
 //! `sum(kafka_offsets)` over them is the first offset not rolled up yet. Rows at or past
 //! that mark are rolled up, rows below it were already. See `002_rollup_progress.sql`.
+//!
+//! On a cluster the rollup is sharded by `kafka_partition`, so there the rollup rows carry
+//! the partition they count instead of -1: a partition's rows and progress row then go to
+//! one shard, in one block, and still land together or not at all ([`Layout`]).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -26,6 +30,27 @@ const COLUMNS: &str = "minute, spec, spec_version, component, instance, requirem
 /// Largest uncompressed insert: well above the largest possible rollup row (four 64 KiB
 /// strings) and small enough to compress as one block.
 const MAX_INSERT_BYTES: usize = 1 << 20;
+
+/// Where the rollup is written, which decides the `kafka_partition` of its rollup rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// One table on one server: rollup rows carry -1, only progress rows a partition.
+    OneServer,
+    /// A Distributed table sharded by `kafka_partition`: rollup rows carry the partition of
+    /// the assertions they count, so they travel to the shard of their progress row.
+    Cluster,
+}
+
+impl Layout {
+    /// The layout `config` selects.
+    pub fn of(config: &specaudit_core::config::ClickHouseConfig) -> Self {
+        if config.cluster.is_some() {
+            Layout::Cluster
+        } else {
+            Layout::OneServer
+        }
+    }
+}
 
 /// What one raw row adds to the rollup.
 #[derive(Debug, Clone, Copy)]
@@ -117,10 +142,14 @@ impl<'a> Pending<'a> {
         counts[c.outcome] = counts[c.outcome].saturating_add(c.count);
     }
 
-    fn finish(self, partition: i32, from: i64, next: i64) -> Chunk {
+    fn finish(self, layout: Layout, partition: i32, from: i64, next: i64) -> Chunk {
         let mut body = Vec::with_capacity(self.bytes + 80);
+        let row_partition = match layout {
+            Layout::OneServer => -1,
+            Layout::Cluster => partition,
+        };
         for (key, counts) in &self.sums {
-            put_row(&mut body, key, counts, -1, 0);
+            put_row(&mut body, key, counts, row_partition, 0);
         }
         let progress: Key<'_> = (0, "", 0, "", "", "", 1);
         put_row(&mut body, &progress, &[0; 4], partition, u64::try_from(next - from).unwrap_or(0));
@@ -151,11 +180,11 @@ fn pack(chunks: Vec<Chunk>) -> Vec<RollupInsert> {
 /// every partition of the batch): rows at or past the mark are rolled up, in inserts of at
 /// most [`MAX_INSERT_BYTES`]; the last insert of a partition moves its mark past the
 /// batch's end (its dead letters included).
-pub fn inserts<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>) -> Vec<RollupInsert> {
-    pack(chunks(batch, marks))
+pub fn inserts<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>, layout: Layout) -> Vec<RollupInsert> {
+    pack(chunks(batch, marks, layout))
 }
 
-fn chunks<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>) -> Vec<Chunk> {
+fn chunks<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>, layout: Layout) -> Vec<Chunk> {
     let mut by_partition: BTreeMap<i32, Vec<&R>> = BTreeMap::new();
     for row in &batch.rows {
         by_partition.entry(row.source().partition).or_default().push(row);
@@ -177,12 +206,12 @@ fn chunks<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>) -> Vec<Chu
             }
             if pending.bytes >= MAX_INSERT_BYTES - 64 * 1024 * 4 {
                 let full = std::mem::replace(&mut pending, Pending::new());
-                out.push(full.finish(partition, mark, offset + 1));
+                out.push(full.finish(layout, partition, mark, offset + 1));
                 mark = offset + 1;
             }
         }
         if last >= mark {
-            out.push(pending.finish(partition, mark, last + 1));
+            out.push(pending.finish(layout, partition, mark, last + 1));
         }
     }
     out
@@ -198,10 +227,17 @@ pub async fn marks(client: &clickhouse::Client) -> Result<HashMap<i32, i64>, cli
 }
 
 /// Sends one rollup insert as a single compressed block.
-pub async fn write(client: &clickhouse::Client, insert: &RollupInsert) -> Result<(), clickhouse::error::Error> {
+///
+/// On a cluster, with the replicated tables' deduplication off: two different inserts can
+/// be byte for byte the same (one assertion a minute, same key, same offset count) and the
+/// second must count; a retry never resends what landed, since the marks are read again.
+pub async fn write(client: &clickhouse::Client, insert: &RollupInsert, layout: Layout) -> Result<(), clickhouse::error::Error> {
     let mut request = client
         .insert_formatted_with(format!("INSERT INTO {TABLE} ({COLUMNS}) FORMAT RowBinary"))
         .with_timeouts(Some(crate::flush::SEND_TIMEOUT), Some(crate::flush::END_TIMEOUT));
+    if layout == Layout::Cluster {
+        request = request.with_setting("insert_deduplicate", "0");
+    }
     request.send(insert.body.clone()).await?;
     request.end().await
 }
@@ -255,7 +291,7 @@ mod tests {
     fn rows_below_the_mark_are_not_rolled_up_again_and_the_mark_moves_past_the_batch() {
         let b = batch(&[(0, 10, 60), (0, 11, 60), (0, 12, 120), (1, 5, 60)]);
         let marks = HashMap::from([(0, 11), (1, 0)]);
-        let chunks = chunks(&b, &marks);
+        let chunks = chunks(&b, &marks, Layout::OneServer);
         assert_eq!(chunks.len(), 2);
         // Partition 0: offsets 11 and 12, two minutes, mark 11 → 13.
         let p0 = &chunks[0];
@@ -263,7 +299,7 @@ mod tests {
         // Partition 1: from 0 to 6 (nothing stored before offset 5 was ever seen).
         assert_eq!((chunks[1].partition, chunks[1].next, progress(&chunks[1])), (1, 6, 6));
         // Both go in one insert that moves both marks.
-        let inserts = inserts(&b, &marks);
+        let inserts = inserts(&b, &marks, Layout::OneServer);
         assert_eq!(inserts.len(), 1);
         assert_eq!(inserts[0].marks, vec![(0, 13), (1, 6)]);
         assert_eq!(inserts[0].body.len(), chunks[0].body.len() + chunks[1].body.len());
@@ -281,18 +317,48 @@ mod tests {
     #[test]
     fn a_batch_wholly_below_the_mark_writes_nothing() {
         let b = batch(&[(0, 3, 60)]);
-        assert!(inserts(&b, &HashMap::from([(0, 4)])).is_empty());
+        assert!(inserts(&b, &HashMap::from([(0, 4)]), Layout::OneServer).is_empty());
     }
 
     #[test]
     fn identical_keys_are_summed_into_one_row() {
         let b = batch(&[(0, 0, 60), (0, 1, 60), (0, 2, 60)]);
-        let one = inserts(&b, &HashMap::new());
+        let one = inserts(&b, &HashMap::new(), Layout::OneServer);
         let single_row = 4 + 2 + 8 + 2 + 2 + 2 + 1 + 32 + 4 + 8;
         let progress_row = 4 + 1 + 8 + 1 + 1 + 1 + 1 + 32 + 4 + 8;
         assert_eq!(one[0].body.len(), single_row + progress_row);
         let counts = &one[0].body[4 + 2 + 8 + 2 + 2 + 2 + 1..][..8];
         assert_eq!(u64::from_le_bytes(counts.try_into().unwrap()), 3);
+    }
+
+    /// The `kafka_partition` of every row of a body of rollup rows without strings longer
+    /// than 127 bytes.
+    fn row_partitions(body: &[u8]) -> Vec<i32> {
+        let mut out = Vec::new();
+        let mut at = 0;
+        while at < body.len() {
+            at += 4;
+            at += 1 + body[at] as usize + 8;
+            for _ in 0..3 {
+                at += 1 + body[at] as usize;
+            }
+            at += 1 + 32;
+            out.push(i32::from_le_bytes(body[at..at + 4].try_into().expect("8 bytes")));
+            at += 4 + 8;
+        }
+        out
+    }
+
+    #[test]
+    fn on_a_cluster_rollup_rows_carry_their_partition_and_on_one_server_minus_one() {
+        let b = batch(&[(3, 0, 60), (3, 1, 120), (5, 0, 60)]);
+        let one = inserts(&b, &HashMap::new(), Layout::OneServer);
+        // Per partition: its rollup rows, then its progress row.
+        assert_eq!(row_partitions(&one[0].body), [-1, -1, 3, -1, 5]);
+        let cluster = inserts(&b, &HashMap::new(), Layout::Cluster);
+        assert_eq!(row_partitions(&cluster[0].body), [3, 3, 3, 5, 5]);
+        assert_eq!(one[0].marks, cluster[0].marks);
+        assert_eq!(one[0].body.len(), cluster[0].body.len());
     }
 
     #[test]
