@@ -96,14 +96,14 @@ async fn a_load_through_kills_lands_once_with_each_partition_on_one_shard() {
     let client = specaudit_ingester::cluster::client(&env.clickhouse);
     for kill in 0..3 {
         let stored = counts(&client).await.map(|c| c.rows).unwrap_or(0);
-        let ingester = Ingester::spawn(Path::new(EXE), &env, &group, &extra);
+        let ingester = Ingester::spawn_ingester(Path::new(EXE), &env, &group, &extra);
         wait_for_rows(&client, (stored + 1).min(n), WITHIN).await;
         tokio::time::sleep(support::random_between(Duration::ZERO, Duration::from_millis(1500))).await;
         ingester.kill();
         eprintln!("kill {kill}: {} rows stored", counts(&client).await.map(|c| c.rows).unwrap_or(0));
     }
     producing.join().expect("producer");
-    let ingester = Ingester::spawn(Path::new(EXE), &env, &group, &extra);
+    let ingester = Ingester::spawn_ingester(Path::new(EXE), &env, &group, &extra);
     wait_for_rows(&client, n, WITHIN).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     drop(ingester);

@@ -173,7 +173,7 @@ async fn main() {
     let spec = Spec::parse(&spec_yaml()).unwrap();
     let meta = Meta { author: "bench".into(), comment: "e2e".into(), expect_version: Some(0) };
     publish(&env.kafka, Change::Replace(spec), meta).await.unwrap();
-    let ingester = Ingester::spawn(&bin("specaudit-ingester"), &env, &format!("e2e-{}", env.id), &[]);
+    let ingester = Ingester::spawn_ingester(&bin("specaudit-ingester"), &env, &format!("e2e-{}", env.id), &[]);
     let ingester_rss = RssSampler::start(ingester.pid());
     let (url, inbox) = receiver().await;
     let (mut alarmer, _config) = alarmer(&env, &url).await;
