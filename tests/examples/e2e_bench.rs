@@ -14,7 +14,8 @@
 //!    ClickHouse aggregation of the raw table for the same figures.
 //! 4. Baselines: a bare Kafka consume of the same assertions topic, a bare ClickHouse
 //!    insert of the same rows, and ClickHouse's Kafka engine on as many rows (as JSON).
-//! 5. Memory: peak RSS of the ingester, the alarmer and this process (the agents).
+//! 5. Memory: peak RSS of the ingester, the alarmer and this process (the agents) under
+//!    the load, against each one's RSS at rest (started, connected, idle) just before it.
 //!
 //! ```sh
 //! cargo build --release -p specaudit-ingester -p specaudit-alarmer --bins
@@ -190,6 +191,9 @@ async fn main() {
     }
     let probe = start_agent(&env, "probe".into()).await;
     tokio::time::sleep(Duration::from_secs(3)).await; // the services' groups settle
+    // Each process's memory at rest, connected and idle: the baseline of its peak.
+    let idle_mib = |pid: u32| support::rss_kib(pid).unwrap_or(0) as f64 / 1024.0;
+    let idle = (idle_mib(ingester.pid()), idle_mib(alarmer.id()), idle_mib(std::process::id()));
     let stop = Arc::new(AtomicBool::new(false));
     let checks = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -316,7 +320,10 @@ async fn main() {
     let (report_p50, bare_p50) = (percentile(&report_ms, 0.5), percentile(&bare_ms, 0.5));
     println!("report: p50 {report_p50:.1} ms; bare aggregation of the raw table: p50 {bare_p50:.1} ms");
     let peaks = (ingester_rss.peak_mib(), alarmer_rss.peak_mib(), own_rss.peak_mib());
-    println!("peak RSS: ingester {:.0} MiB, alarmer {:.0} MiB, agents (this process) {:.0} MiB", peaks.0, peaks.1, peaks.2);
+    println!(
+        "peak RSS under load (idle before it): ingester {:.0} MiB ({:.0}), alarmer {:.0} MiB ({:.0}), agents (this process) {:.0} MiB ({:.0})",
+        peaks.0, idle.0, peaks.1, idle.1, peaks.2, idle.2
+    );
     drop(ingester);
     let _ = alarmer.kill();
     let _ = alarmer.wait();
@@ -353,6 +360,7 @@ async fn main() {
         "report_p50_ms": report_p50,
         "bare_aggregation_p50_ms": bare_p50,
         "peak_rss_mib": {"ingester": peaks.0, "alarmer": peaks.1, "agents": peaks.2},
+        "idle_rss_mib": {"ingester": idle.0, "alarmer": idle.1, "agents": idle.2},
     });
     let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/e2e_bench.json".into());
     std::fs::write(&path, serde_json::to_string_pretty(&result).unwrap()).unwrap();
