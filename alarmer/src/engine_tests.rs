@@ -283,7 +283,8 @@ fn a_rebalance_keeps_the_alarms_of_owned_partitions_and_forgets_the_others_silen
     assert!(second.evaluate_touched(2_000).is_empty());
     assert!(second.evaluate(30_000).is_empty(), "nothing for the alarm of partition 1");
     assert_eq!(second.alarm_counts(), (0, 1, 0));
-    let out = second.evaluate(61_000);
+    assert_eq!(notices(&second.evaluate(61_000)), [(Status::Firing, true)], "the owned alarm's repeat is due on time");
+    let out = second.evaluate(63_000);
     assert_eq!(notices(&out), [(Status::Resolved, false)], "the owned alarm resolves once");
     assert!(out.iter().all(|t| t.notice.as_ref().is_none_or(|n| !n.labels.contains_key(crate::alarm::PARTITION_LABEL))));
 }
