@@ -20,8 +20,10 @@
 //!   row that moves the partition's rollup mark past the offsets it covers. Such an insert
 //!   is read whole or not at all and lands as one part, so rows and marks move together;
 //!   records below a mark are never rolled up again, records at or past it always are.
-//! - **Rebalances**: one task owns the consumer and awaits each flush inline, so a
-//!   revocation (delivered inside `recv`) never races an insert. Pending rows of revoked
+//! - **Rebalances**: at most one flush is in flight, and a revocation (delivered inside
+//!   `recv`) blocks until it has ended before the partitions are given up, so the new
+//!   owner never reads progress while an insert of the old owner may still land (on a
+//!   single-threaded runtime the loop awaits each flush instead). Pending rows of revoked
 //!   partitions are dropped and their progress forgotten; messages of partitions no longer
 //!   owned are ignored; the new owner learns the progress from ClickHouse again. A commit
 //!   that lands late (from an older generation) only moves the group back to records

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
 use crate::config::IngesterConfig;
-use crate::consumer::{self, IngestContext};
+use crate::consumer::{self, IngestContext, Ownership};
 use crate::dead_letter::{self, DeadLetter};
 use crate::flush::{Io, Table, Transient};
 use crate::rows::{AgentRow, AlarmRow, AssertionRow, DeadLetterRow, Source, SourcedRow, SpecVersionRow};
@@ -433,20 +433,27 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
 /// Drops the intake's rows of partitions revoked since the last call, and notes them in
 /// `revoked` for the writers. Run before every message is taken: a partition revoked and
 /// assigned again within a burst must lose only the rows taken before the revocation.
-fn apply_revocations(context: &IngestContext, intake: &mut Intake, revoked: &mut Vec<(String, i32)>) {
-    let mut own = context.lock();
+fn forget_revoked(own: &mut Ownership, intake: &mut Intake, revoked: &mut Vec<(String, i32)>) {
     for (topic, partition) in own.revoked.drain(..) {
         intake.forget(&topic, partition);
         revoked.push((topic, partition));
     }
 }
 
+fn apply_revocations(context: &IngestContext, intake: &mut Intake, revoked: &mut Vec<(String, i32)>) {
+    forget_revoked(&mut context.lock(), intake, revoked);
+}
+
 /// Takes one message into the intake, if its partition is still this ingester's:
 /// librdkafka may still hand out a message fetched before its partition was revoked.
 /// Taken even while paused: a message already fetched must not be skipped.
 fn take(context: &IngestContext, codecs: &Codecs, intake: &mut Intake, revoked: &mut Vec<(String, i32)>, message: &BorrowedMessage<'_>) {
-    apply_revocations(context, intake, revoked);
-    if context.lock().owns(message.topic(), message.partition()) {
+    let owned = {
+        let mut own = context.lock();
+        forget_revoked(&mut own, intake, revoked);
+        own.owns(message.topic(), message.partition())
+    };
+    if owned {
         intake.take(codecs, message);
     }
 }

@@ -6,14 +6,17 @@
 //! Instead, after a batch's raw rows are in, its rollup goes in as inserts of one
 //! compressed block of RowBinary each (so each is read whole or not at all), holding for
 //! one or more Kafka partitions the rollup rows of an offset range plus one progress row
-//! (usually one insert per batch). The progress
-//! row (`spec = ''`) says by how much the insert moved the partition's rollup mark;
-//! `sum(kafka_offsets)` over them is the first offset not rolled up yet. Rows at or past
-//! that mark are rolled up, rows below it were already. See `002_rollup_progress.sql`.
+//! (usually one insert per batch). The progress row (`spec = ''`) says by how much the
+//! insert moved the partition's rollup mark; `sum(kafka_offsets)` over them is the first
+//! offset not rolled up yet. Rows at or past that mark are rolled up, rows below it were
+//! already. See `002_rollup_progress.sql`.
 //!
 //! On a cluster the rollup is sharded by `kafka_partition`, so there the rollup rows carry
 //! the partition they count instead of -1: a partition's rows and progress row then go to
-//! one shard, in one block, and still land together or not at all ([`Layout`]).
+//! one shard, in one block, and still land together or not at all ([`Layout`]). An insert
+//! holding several partitions is split by shard, so it may land on some shards and not on
+//! others; a failed insert therefore forgets the marks of all its partitions, and each is
+//! read back from ClickHouse before the retry.
 
 use std::collections::{BTreeMap, HashMap};
 
