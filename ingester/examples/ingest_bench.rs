@@ -56,8 +56,19 @@ async fn ingester_run(env: &TestEnv, load: &Load, n: u64, json: bool) -> (Rates,
     let rss = RssSampler::start(ingester.pid());
     let rate = catch_up(&client, "assertions", n, Some(load.count_sum(n)), started).await;
     let peak = rss.peak_mib();
+    print_flush_metrics(&ingester);
     drop(ingester);
     (rate, peak)
+}
+
+/// Where the ingester's time went: the sums and counts of its flush summaries.
+fn print_flush_metrics(ingester: &Ingester) {
+    let wanted = ["_seconds_sum", "_seconds_count", "_rows_sum", "_rows_count"];
+    for line in ingester.get("/metrics").unwrap_or_default().lines() {
+        if line.starts_with("specaudit_ingester_") && wanted.iter().any(|w| line.split(['{', ' ']).next().is_some_and(|n| n.ends_with(w))) {
+            println!("  {line}");
+        }
+    }
 }
 
 /// p50/p99 produce → queryable of 100 probes/s under a background load at `rate` rows/s.

@@ -124,19 +124,32 @@ impl ConsumerContext for IngestContext {
     }
 }
 
+/// librdkafka's prefetch, bounded so memory stays flat while ClickHouse is down, and kept
+/// flowing during a catch-up: by default a partition whose queue reached its bound is not
+/// fetched again for a whole second (`fetch.queue.backoff.ms`), which left the ingester
+/// idle most of the time.
+pub const FETCH: &[(&str, &str)] = &[
+    ("queued.max.messages.kbytes", "16384"),
+    ("queued.min.messages", "20000"),
+    ("fetch.max.bytes", "8388608"),
+    ("fetch.queue.backoff.ms", "10"),
+];
+
 /// The group consumer, subscribed to `topics`.
 pub fn create(config: &IngesterConfig, context: IngestContext, topics: &[&str]) -> anyhow::Result<StreamConsumer<IngestContext>> {
     let mut client = specaudit_core::kafka::client_config(&config.kafka);
     if let Some(instance) = &config.ingest.instance_id {
         client.set("group.instance.id", instance);
     }
+    // Defaults: `[kafka.client]` may set these too.
+    for (key, value) in FETCH.iter().filter(|(key, _)| !config.kafka.client.contains_key(*key)) {
+        client.set(*key, *value);
+    }
     let consumer: StreamConsumer<IngestContext> = client
         .set("group.id", &config.ingest.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
         .set("auto.offset.reset", "earliest")
-        // Bounds what librdkafka prefetches, so memory stays flat while ClickHouse is down.
-        .set("queued.max.messages.kbytes", "32768")
         // The loop keeps polling while ClickHouse is down (partitions paused), so it stays
         // in the group; the interval only has to cover one insert (bounded by its timeouts).
         .set("max.poll.interval.ms", "300000")

@@ -6,6 +6,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use specaudit_ingester::IngesterConfig;
 
+// Rows are built on the intake thread and freed by the flush task on another: glibc's
+// arenas fragment and consolidate under that pattern, mimalloc does not.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(version, about = "Writes every specaudit record from Kafka into ClickHouse, exactly once")]
 struct Cli {

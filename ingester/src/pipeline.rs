@@ -233,7 +233,9 @@ fn launch(mut tables: Tables, io: &Arc<Io>, context: &IngestContext) -> Flight {
     let (io, context) = (io.clone(), context.clone());
     context.set_flushing(true);
     tokio::spawn(async move {
+        let started = Instant::now();
         let result = tables.flush(&io, CommitMode::Async).await;
+        metrics::histogram!("specaudit_ingester_flush_seconds").record(started.elapsed().as_secs_f64());
         context.set_flushing(false);
         (tables, result)
     })
@@ -365,6 +367,8 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
     let mut flusher =
         Flusher { io: io.clone(), context: context.clone(), tables: Some(Tables::new(&io.topics)), flight: None, stall: None, overlapped };
     let max_rows = io.config.ingest.max_rows;
+    // Time spent with a full batch waiting for the flush in flight: ClickHouse is the limit.
+    let intake_blocked = metrics::histogram!("specaudit_ingester_intake_blocked_seconds");
 
     // Revoked partitions whose progress the writers must still forget.
     let mut revoked = Vec::new();
@@ -385,11 +389,15 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
 
         // While a flush is in flight and the next batch is full, wait for the flush.
         let take_more = flusher.flight.is_none() || !intake.is_full(max_rows);
+        let blocked = (!take_more).then(Instant::now);
         let wake = flusher.wake(&intake);
         tokio::select! {
             biased;
             _ = shutdown.cancelled() => break,
             Some(joined) = OptionFuture::from(flusher.flight.as_mut()) => {
+                if let Some(since) = blocked {
+                    intake_blocked.record(since.elapsed().as_secs_f64());
+                }
                 flusher.flight = None;
                 flusher.landed(joined)?;
             }
