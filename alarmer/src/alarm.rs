@@ -60,9 +60,6 @@ pub struct Input<'a> {
     pub severity: Severity,
     /// The latest failure message of the group, for people.
     pub message: &'a str,
-    /// The assertions partition the group's records come from (none for rules over time
-    /// alone): the copy of the alarmer that owns it owns the alarm.
-    pub partition: Option<i32>,
 }
 
 #[derive(Debug, Clone)]
@@ -78,7 +75,6 @@ struct Alarm {
     message: String,
     /// Receivers notified of the firing, with when each is due a repeat.
     receivers: Vec<(String, i64)>,
-    partition: Option<i32>,
 }
 
 /// Every alarm that is not resolved, by fingerprint.
@@ -96,9 +92,9 @@ fn subject(labels: &BTreeMap<String, String>, severity: Severity) -> Subject<'_>
 
 /// Labels written with a waived event; not part of the alert's identity.
 const WAIVER_LABELS: [&str; 3] = ["waiver_author", "waiver_reason", "waiver_until"];
-/// Label of a logged event naming the assertions partition its alarm is evaluated from;
-/// not part of the alert (receivers never see it).
-pub const PARTITION_LABEL: &str = "specaudit_partition";
+/// Label that events logged by earlier releases carried (the assertions partition of the
+/// alarm); dropped when read, the shard is a function of the fingerprint now.
+const LEGACY_PARTITION_LABEL: &str = "specaudit_partition";
 
 impl Alarms {
     pub fn new(router: Router, waivers: Vec<Waiver>) -> Alarms {
@@ -126,7 +122,7 @@ impl Alarms {
                 AlarmState::Resolved => continue,
             };
             event.labels.retain(|k, _| !WAIVER_LABELS.contains(&k.as_str()));
-            let partition = event.labels.remove(PARTITION_LABEL).and_then(|p| p.parse().ok());
+            event.labels.remove(LEGACY_PARTITION_LABEL);
             let receivers = if phase == Phase::Firing { self.schedule(&event.labels, event.severity, event.ts, now) } else { Vec::new() };
             let rule_name = event.labels.get("alertname").cloned().unwrap_or_else(|| event.rule.clone());
             self.map.insert(
@@ -141,7 +137,6 @@ impl Alarms {
                     finding: Finding { value: event.value, summary: event.summary },
                     message: String::new(),
                     receivers,
-                    partition,
                 },
             );
         }
@@ -152,10 +147,10 @@ impl Alarms {
         self.map.clear();
     }
 
-    /// Forgets, silently, the alarms evaluated from assertions partitions `owned` does not
-    /// accept: another copy of the alarmer owns them.
-    pub fn retain_owned(&mut self, owned: impl Fn(i32) -> bool) {
-        self.map.retain(|_, a| a.partition.is_none_or(&owned));
+    /// Forgets, silently, the alarms whose fingerprint `owned` does not accept: another
+    /// copy of the alarmer evaluates them.
+    pub fn retain_owned(&mut self, owned: impl Fn(&str) -> bool) {
+        self.map.retain(|fp, _| owned(fp));
     }
 
     /// The receivers of an alarm firing since `since`, each due its next repeat after
@@ -214,7 +209,6 @@ impl Alarms {
                     finding,
                     message: input.message.to_owned(),
                     receivers: Vec::new(),
-                    partition: input.partition,
                 };
                 if input.hold_ms > 0 {
                     out.push(Transition { event: Some(event(fp, &alarm, AlarmState::Pending, now)), notice: None });
@@ -229,9 +223,6 @@ impl Alarms {
                     alarm.finding = finding;
                     if !input.message.is_empty() {
                         input.message.clone_into(&mut alarm.message);
-                    }
-                    if input.partition.is_some() {
-                        alarm.partition = input.partition;
                     }
                 }
                 match phase {
@@ -344,14 +335,7 @@ fn event(fp: &str, alarm: &Alarm, state: AlarmState, now: i64) -> AlarmEvent {
         requirement: get("requirement"),
         summary: alarm.finding.summary.clone(),
         value: alarm.finding.value,
-        labels: match alarm.partition {
-            Some(p) => {
-                let mut labels = alarm.labels.clone();
-                labels.insert(PARTITION_LABEL.into(), p.to_string());
-                labels
-            }
-            None => alarm.labels.clone(),
-        },
+        labels: alarm.labels.clone(),
     }
 }
 

@@ -5,6 +5,7 @@
 //! so tests drive it with explicit clocks and the live service with the wall clock; a
 //! replay after a restart feeds the same records and reaches the same state.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
@@ -52,8 +53,6 @@ struct Group {
     severity: Severity,
     data: Data,
     message: String,
-    /// The assertions partition of its latest record, when known.
-    partition: Option<i32>,
 }
 
 #[derive(Debug)]
@@ -95,6 +94,37 @@ pub struct Engine {
     agents: HashMap<String, Agent>,
     agent_timeout_ms: i64,
     alarms: Alarms,
+    /// The groups this copy evaluates; `None`: all of them (a single copy, or tests).
+    shards: Option<Shards>,
+    /// Group keys seen to belong to other copies, so their fingerprint is hashed once.
+    foreign: HashSet<String>,
+}
+
+/// Most group keys of other copies remembered (see [`Engine::assertion`]).
+const FOREIGN_KEYS: usize = 100_000;
+
+/// The shards a copy of the alarmer owns. Every group (rule + values) has one shard, a
+/// function of its fingerprint alone, so all copies agree on its owner without talking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Shards {
+    pub count: u32,
+    pub owned: HashSet<i32>,
+}
+
+impl Shards {
+    pub fn owns(&self, fingerprint: &str) -> bool {
+        self.owned.contains(&shard_of(fingerprint, self.count))
+    }
+}
+
+/// The shard of a fingerprint among `count`.
+pub fn shard_of(fingerprint: &str, count: u32) -> i32 {
+    let hash = fingerprint.get(..16).and_then(|h| u64::from_str_radix(h, 16).ok()).unwrap_or(0);
+    (hash % u64::from(count.max(1))) as i32
+}
+
+fn owns(shards: &Option<Shards>, fingerprint: &str) -> bool {
+    shards.as_ref().is_none_or(|s| s.owns(fingerprint))
 }
 
 /// Stable id of an alarm: its rule and its group's values.
@@ -119,11 +149,11 @@ fn alert_labels(rule: &Rule, group: &BTreeMap<String, String>, severity: Severit
 }
 
 fn input<'a>(rule: &'a Rule, fingerprint: &'a str, labels: BTreeMap<String, String>, severity: Severity, message: &'a str) -> Input<'a> {
-    Input { fingerprint, rule_id: &rule.id, rule_name: &rule.name, hold_ms: rule.hold_ms, labels, severity, message, partition: None }
+    Input { fingerprint, rule_id: &rule.id, rule_name: &rule.name, hold_ms: rule.hold_ms, labels, severity, message }
 }
 
 fn group_input(group: &Group) -> Input<'_> {
-    Input { partition: group.partition, ..input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message) }
+    input(&group.rule, &group.fingerprint, group.labels.clone(), group.severity, &group.message)
 }
 
 impl Engine {
@@ -139,6 +169,8 @@ impl Engine {
             agents: HashMap::new(),
             agent_timeout_ms: config.agent_timeout_ms.max(1),
             alarms: Alarms::new(config.router, config.waivers),
+            shards: None,
+            foreign: HashSet::new(),
         }
     }
 
@@ -147,17 +179,19 @@ impl Engine {
         self.alarms.recover(events, now);
     }
 
-    /// Starts over after a rebalance, keeping only the specs: the windows are replayed
-    /// and the alarms read from the log again, keeping those of the assertions
-    /// partitions `owned` accepts (the others belong to other copies).
-    pub fn reassigned(&mut self, events: impl IntoIterator<Item = AlarmEvent>, owned: impl Fn(i32) -> bool, now: i64) {
+    /// Starts over after a rebalance, keeping only the specs: from now on only the groups
+    /// of `shards` are evaluated; the windows are replayed and the alarms read from the log
+    /// again, keeping those of `shards` (the others belong to other copies).
+    pub fn reassigned(&mut self, events: impl IntoIterator<Item = AlarmEvent>, shards: Shards, now: i64) {
         self.groups.clear();
         self.touched.clear();
+        self.foreign.clear();
         self.seen.clear();
         self.agents.clear();
         self.alarms.clear();
         self.alarms.recover(events, now);
-        self.alarms.retain_owned(owned);
+        self.alarms.retain_owned(|fp| shards.owns(fp));
+        self.shards = Some(shards);
     }
 
     /// How far back the topics must be replayed to judge the present (ms).
@@ -245,13 +279,9 @@ impl Engine {
         }
     }
 
-    /// Takes an assertion into the windows of every rule that selects it.
+    /// Takes an assertion into the windows of every rule that selects it, for the groups
+    /// this copy owns.
     pub fn assertion(&mut self, a: &Assertion, now: i64) {
-        self.assertion_from(a, None, now);
-    }
-
-    /// [`Engine::assertion`], read from assertions partition `partition`.
-    pub fn assertion_from(&mut self, a: &Assertion, partition: Option<i32>, now: i64) {
         let seen = self.seen.entry(a.spec.clone()).or_default();
         match seen.get_mut(&a.requirement) {
             Some(ts) => *ts = (*ts).max(a.ts),
@@ -276,26 +306,33 @@ impl Engine {
                 key.push('\u{1f}');
                 key.push_str(group_value(k, a));
             }
-            let group = self.groups.entry(key.clone()).or_insert_with(|| {
-                let values: BTreeMap<String, String> =
-                    rule.group_by.iter().map(|k| (k.label().to_owned(), group_value(k, a).to_owned())).collect();
-                let severity = rule.severity.unwrap_or(a.severity);
-                Group {
-                    fingerprint: fingerprint(&rule.id, &values),
-                    labels: alert_labels(rule, &values, severity),
-                    severity,
-                    rule: rule.clone(),
-                    data: match rule.condition {
-                        Condition::Outliers { .. } => Data::PerInstance(BTreeMap::new()),
-                        _ => Data::Total(Window::new(rule.window_ms)),
-                    },
-                    message: String::new(),
-                    partition,
-                }
-            });
-            if partition.is_some() {
-                group.partition = partition;
+            if self.foreign.contains(&key) {
+                continue;
             }
+            let group = match self.groups.entry(key.clone()) {
+                Entry::Occupied(entry) => entry.into_mut(),
+                Entry::Vacant(entry) => {
+                    let values: BTreeMap<String, String> =
+                        rule.group_by.iter().map(|k| (k.label().to_owned(), group_value(k, a).to_owned())).collect();
+                    let fingerprint = fingerprint(&rule.id, &values);
+                    if !owns(&self.shards, &fingerprint) {
+                        self.foreign.insert(key);
+                        continue;
+                    }
+                    let severity = rule.severity.unwrap_or(a.severity);
+                    entry.insert(Group {
+                        fingerprint,
+                        labels: alert_labels(rule, &values, severity),
+                        severity,
+                        rule: rule.clone(),
+                        data: match rule.condition {
+                            Condition::Outliers { .. } => Data::PerInstance(BTreeMap::new()),
+                            _ => Data::Total(Window::new(rule.window_ms)),
+                        },
+                        message: String::new(),
+                    })
+                }
+            };
             match &mut group.data {
                 Data::Total(w) => w.add(a.ts, a.outcome, a.count, now),
                 Data::PerInstance(map) => match map.get_mut(&a.instance) {
@@ -331,6 +368,10 @@ impl Engine {
     /// group is gone, and repeats due.
     pub fn evaluate(&mut self, now: i64) -> Vec<Transition> {
         self.touched.clear();
+        if self.foreign.len() > FOREIGN_KEYS {
+            // Other copies' groups come and go: bound what is remembered of them.
+            self.foreign.clear();
+        }
         let mut out = Vec::new();
         let mut visited: HashSet<String> = HashSet::new();
         let mut empty = Vec::new();
@@ -358,6 +399,9 @@ impl Engine {
             };
             for (values, severity, finding) in findings {
                 let fp = fingerprint(&rule.id, &values);
+                if !owns(&self.shards, &fp) {
+                    continue;
+                }
                 let labels = alert_labels(&rule, &values, severity);
                 self.alarms.step(input(&rule, &fp, labels, severity, ""), finding, now, &mut out);
                 visited.insert(fp);
@@ -375,7 +419,6 @@ impl Engine {
                     labels: BTreeMap::new(),
                     severity: Severity::default(),
                     message: "",
-                    partition: None,
                 };
                 self.alarms.step(input, None, now, &mut out);
             }

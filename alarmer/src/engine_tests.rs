@@ -260,31 +260,87 @@ fn recovery_from_the_log_neither_renotifies_nor_forgets() {
     assert_eq!((states(&out)[0].0, notices(&out)), (AlarmState::Resolved, vec![(Status::Resolved, false)]));
 }
 
+/// The shards of `count` owning exactly the groups of `fingerprints` (a copy's share).
+fn shards_of(count: u32, fingerprints: &[&str]) -> Shards {
+    Shards { count, owned: fingerprints.iter().map(|fp| shard_of(fp, count)).collect() }
+}
+
+/// A shard count at which the two fingerprints fall in different shards.
+fn splitting(a: &str, b: &str) -> u32 {
+    (2..64).find(|&n| shard_of(a, n) != shard_of(b, n)).expect("two fingerprints share every shard count")
+}
+
 #[test]
-fn a_rebalance_keeps_the_alarms_of_owned_partitions_and_forgets_the_others_silently() {
+fn a_rebalance_keeps_the_alarms_of_owned_shards_and_forgets_the_others_silently() {
     let r = || {
         let when = json!({"failures_at_least": 1, "window": "60s"}).as_object().unwrap().clone();
         Rule::from_config(&RuleConfig { name: "any".into(), when, group_by: Some(vec!["instance".into()]), ..RuleConfig::default() })
             .unwrap()
     };
     let mut first = engine(vec![r()], vec![]);
-    first.assertion_from(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), Some(0), 1_000);
-    first.assertion_from(&assertion(1_000, "i2", "frontend/limit", Outcome::Fail), Some(1), 1_000);
+    first.assertion(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), 1_000);
+    first.assertion(&assertion(1_000, "i2", "frontend/limit", Outcome::Fail), 1_000);
     let log: Vec<AlarmEvent> = first.evaluate_touched(1_000).into_iter().filter_map(|t| t.event).collect();
     assert_eq!(log.len(), 2);
-    assert!(log.iter().all(|e| e.labels.contains_key(crate::alarm::PARTITION_LABEL)));
+    let group_of = |instance: &str| log.iter().find(|e| e.labels["instance"] == instance).map(|e| e.fingerprint.clone()).unwrap();
+    let (i1, i2) = (group_of("i1"), group_of("i2"));
 
-    // The copy now owning partition 0 only: i1 replays and stays firing silently; i2's
+    // The copy now owning i1's shard only: i1 replays and stays firing silently; i2's
     // alarm belongs to another copy and is neither notified nor resolved here.
     let mut second = engine(vec![r()], vec![]);
-    second.assertion_from(&assertion(1_000, "i2", "frontend/limit", Outcome::Fail), Some(1), 1_500);
-    second.reassigned(log, |p| p == 0, 2_000);
-    second.assertion_from(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), Some(0), 2_000);
+    second.reassigned(log, shards_of(splitting(&i1, &i2), &[&i1]), 2_000);
+    second.assertion(&assertion(1_000, "i1", "frontend/limit", Outcome::Fail), 2_000);
+    second.assertion(&assertion(1_000, "i2", "frontend/limit", Outcome::Fail), 2_000);
     assert!(second.evaluate_touched(2_000).is_empty());
-    assert!(second.evaluate(30_000).is_empty(), "nothing for the alarm of partition 1");
+    assert_eq!(second.group_count(), 1, "no window for the other copy's group");
+    assert!(second.evaluate(30_000).is_empty(), "nothing for the other copy's alarm");
     assert_eq!(second.alarm_counts(), (0, 1, 0));
     assert_eq!(notices(&second.evaluate(61_000)), [(Status::Firing, true)], "the owned alarm's repeat is due on time");
-    let out = second.evaluate(63_000);
-    assert_eq!(notices(&out), [(Status::Resolved, false)], "the owned alarm resolves once");
-    assert!(out.iter().all(|t| t.notice.as_ref().is_none_or(|n| !n.labels.contains_key(crate::alarm::PARTITION_LABEL))));
+    assert_eq!(notices(&second.evaluate(63_000)), [(Status::Resolved, false)], "the owned alarm resolves once");
+}
+
+#[test]
+fn two_copies_reading_the_same_stream_split_every_group_whole_and_alarm_once() {
+    // A ratio over a component's instances, and silence per requirement: groups spanning
+    // instances, which no split of the instances between copies could judge.
+    let ratio = || rule("ratio", json!({"failure_ratio_above": 0.4, "min_samples": 4, "window": "60s"}));
+    let silent = || rule("silent", json!({"silent_for": "5s"}));
+    let mut copies = [engine(vec![ratio(), silent()], vec![]), engine(vec![ratio(), silent()], vec![])];
+    let count = 8;
+    for (i, copy) in copies.iter_mut().enumerate() {
+        let owned = (0..count as i32).filter(|s| (*s % 2) as usize == i).collect();
+        copy.reassigned(Vec::new(), Shards { count, owned }, 0);
+        assert!(copy.spec(&spec_version(1, 0), 0).is_empty());
+    }
+    let mut fired: Vec<(usize, String, String)> = Vec::new();
+    let feed = [("i1", Outcome::Pass), ("i2", Outcome::Fail), ("i3", Outcome::Pass), ("i4", Outcome::Fail), ("i5", Outcome::Fail)];
+    for (n, (instance, outcome)) in feed.into_iter().enumerate() {
+        let ts = 1_000 + n as i64;
+        for (i, copy) in copies.iter_mut().enumerate() {
+            for requirement in ["frontend/limit", "frontend/tls"] {
+                copy.assertion(&assertion(ts, instance, requirement, if requirement == "frontend/tls" { Outcome::Pass } else { outcome }), ts);
+            }
+            for event in copy.evaluate_touched(ts).into_iter().filter_map(|t| t.event) {
+                fired.push((i, event.rule.clone(), format!("{:?}", event.state)));
+            }
+        }
+    }
+    let ratio_firing: Vec<_> = fired.iter().filter(|(_, rule, state)| rule.ends_with("ratio") && state == "Firing").collect();
+    assert_eq!(ratio_firing.len(), 1, "one copy, seeing all five instances (3 of 5 failing), fires: {fired:?}");
+    for copy in &mut copies {
+        copy.evaluate(1_010);
+    }
+    let total_groups: usize = copies.iter().map(Engine::group_count).sum();
+    // ratio × {limit, tls}, and the spec's own policy on limit.
+    assert_eq!(total_groups, 3, "each (rule, requirement) group lives in exactly one copy");
+
+    // security/audit never reported: exactly one copy finds it silent.
+    let silent: Vec<String> = copies
+        .iter_mut()
+        .flat_map(|c| c.evaluate(6_000))
+        .filter_map(|t| t.event)
+        .filter(|e| e.rule.ends_with("silent") && e.state == AlarmState::Firing)
+        .map(|e| e.requirement)
+        .collect();
+    assert_eq!(silent, ["security/audit"], "one alarm, from one copy");
 }

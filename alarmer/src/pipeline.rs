@@ -21,9 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alarm::Transition;
 use crate::config::{AlarmerConfig, Plan};
-use crate::engine::Engine;
+use crate::engine::{Engine, Shards};
 use crate::notify::dispatch::{AlarmLog, Dispatcher};
-use crate::replay::ReplayContext;
+use crate::replay::{Membership, Replay};
 
 /// Why the alarmer stopped.
 #[derive(Debug, thiserror::Error)]
@@ -82,21 +82,32 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     let log = AlarmLog { producer, topic: topics.alarms.clone(), codec: Arc::new(Codec::new()) };
     let dispatcher = Dispatcher::start(plan.receivers, config.notify.clone(), log, config.alarmer.drain_timeout)?;
 
-    // 3. On every assignment: which alarms are pending, firing or waived and what on-call
-    //    was told (from the alarms topic), and the windows, replayed from now − lookback.
+    // 3. Shards: the assertions partitions this copy is given in its group. On every
+    //    assignment: which alarms of its shards are pending, firing or waived and what
+    //    on-call was told (from the alarms topic), and the windows, replayed from
+    //    now − lookback out of every partition.
     let lookback_ms = engine.lookback_ms().max(config.alarmer.min_lookback.as_millis() as i64);
-    let context = ReplayContext::new(lookback_ms, Some(dispatcher.settler()));
-    let consumer: StreamConsumer<ReplayContext> = client_config(&config.kafka)
+    let membership = Membership::new(Some(dispatcher.settler()));
+    let group: StreamConsumer<Membership> = client_config(&config.kafka)
         .set("group.id", &config.alarmer.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
-        .set("auto.offset.reset", "earliest")
-        .set("fetch.wait.max.ms", "10")
-        .create_with_context(context.clone())
-        .map_err(kafka_err("creating the consumer"))?;
-    consumer
-        .subscribe(&[&topics.assertions, &topics.heartbeats])
-        .map_err(kafka_err("subscribing to assertions and heartbeats"))?;
+        .create_with_context(membership.clone())
+        .map_err(kafka_err("creating the group consumer"))?;
+    group.subscribe(&[&topics.assertions]).map_err(kafka_err("joining the group on the assertions topic"))?;
+    let mut reader = client_config(&config.kafka);
+    // Not fetching again for a second whenever the prefetch queue is full keeps a replay fast.
+    for (key, value) in [("fetch.wait.max.ms", "10"), ("fetch.queue.backoff.ms", "10"), ("queued.max.messages.kbytes", "16384")] {
+        if !config.kafka.client.contains_key(key) {
+            reader.set(key, value);
+        }
+    }
+    let reader: StreamConsumer = reader
+        .set("group.id", &config.alarmer.group_id)
+        .set("enable.auto.commit", "false")
+        .set("enable.auto.offset.store", "false")
+        .create()
+        .map_err(kafka_err("creating the replay consumer"))?;
     // Every copy needs every spec: the specs topic is assigned whole, not shared.
     let spec_consumer: StreamConsumer = client_config(&config.kafka)
         .set("group.id", &config.alarmer.group_id)
@@ -119,11 +130,25 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut live = false;
     let mut generation = 0;
+    // None until the first assignment.
+    let mut replay: Option<Replay> = None;
     tracing::info!(lookback_ms, group = %config.alarmer.group_id, "consuming");
     loop {
+        if membership.generation() != generation && membership.assigned() {
+            // Assigned anew (the revoke callback settled what was in flight).
+            generation = membership.generation();
+            replay = Some(reassign(&config, &topics, &membership, &reader, lookback_ms, &mut engine).await?);
+        }
+        // Evaluating only with shards held and their windows rebuilt.
+        let ready = membership.assigned() && replay.as_ref().is_some_and(Replay::caught_up);
         tokio::select! {
             _ = shutdown.cancelled() => break,
-            message = consumer.recv() => {
+            () = membership.assigned_anew() => {}
+            // Serves the group's rebalances; its partitions are paused, no record comes.
+            message = group.recv() => if let Err(error) = message {
+                tracing::warn!(%error, "group consumer error");
+            },
+            message = reader.recv(), if replay.is_some() => {
                 let message = match message {
                     Ok(m) => m,
                     Err(error) => {
@@ -131,11 +156,6 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                         continue;
                     }
                 };
-                if context.generation() != generation {
-                    // Assigned anew (the revoke callback settled what was in flight).
-                    generation = context.generation();
-                    recover(&config, &topics, &context, &mut engine).await?;
-                }
                 let now = now_ms();
                 let payload = message.payload().unwrap_or_default();
                 let mut produced_at = None;
@@ -143,7 +163,7 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                     match assertions.decode(payload) {
                         Ok(a) => {
                             produced_at = Some(a.ts);
-                            engine.assertion_from(&a, Some(message.partition()), now);
+                            engine.assertion(&a, now);
                         }
                         Err(error) => skip(&message, &error),
                     }
@@ -153,8 +173,10 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                         Err(error) => skip(&message, &error),
                     }
                 }
-                context.consumed(message.topic(), message.partition(), message.offset());
-                if context.caught_up() {
+                if let Some(replay) = &mut replay {
+                    replay.consumed(message.topic(), message.partition(), message.offset());
+                }
+                if ready {
                     if let Some(ts) = produced_at {
                         // Live only: during a replay the age of old records says nothing.
                         metrics::gauge!("specaudit_alarmer_evaluation_lag_seconds").set((now - ts).max(0) as f64 / 1000.0);
@@ -174,13 +196,8 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                 Err(error) => tracing::warn!(%error, "specs consumer error"),
             },
             _ = tick.tick() => {
-                if !context.caught_up() {
+                if !ready {
                     continue;
-                }
-                if context.generation() != generation {
-                    // Assigned partitions with nothing to replay: no record came to say so.
-                    generation = context.generation();
-                    recover(&config, &topics, &context, &mut engine).await?;
                 }
                 if !live {
                     live = true;
@@ -199,26 +216,40 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     }
     tracing::info!("stopping: no more intake, draining notifications");
     health.set(false);
-    // Leaving the group settles what is in flight (revoke callback). The context's settler
+    // Leaving the group settles what is in flight (revoke callback). The membership's settler
     // holds a sender of the dispatcher's queue: it must go too, or the dispatcher would
     // wait for more work forever.
-    drop(consumer);
-    drop(context);
+    drop(group);
+    drop(membership);
     dispatcher.close().await;
     Ok(())
 }
 
-/// Starts the evaluation over for a new assignment: the windows empty (the replay fills
-/// them), the alarms of the partitions owned now read from the alarms topic.
-async fn recover(config: &AlarmerConfig, topics: &Topics, context: &ReplayContext, engine: &mut Engine) -> Result<(), RunError> {
-    let kafka_err = |source| RunError::Kafka { brokers: config.kafka.brokers.clone(), action: "reading the alarms topic", source };
-    let events: Vec<AlarmEvent> = decode_all(config, topics.alarms.clone()).await?.map_err(kafka_err)?;
-    let owned = context.owned(&topics.assertions);
+/// Starts the evaluation over for a new assignment: the engine keeps the groups of the
+/// shards owned now, their alarms are read from the alarms topic, and the replay of every
+/// partition from now − lookback begins.
+async fn reassign(
+    config: &AlarmerConfig,
+    topics: &Topics,
+    membership: &Membership,
+    reader: &StreamConsumer,
+    lookback_ms: i64,
+    engine: &mut Engine,
+) -> Result<Replay, RunError> {
+    let kafka_err = |action| {
+        let brokers = config.kafka.brokers.clone();
+        move |source| RunError::Kafka { brokers, action, source }
+    };
+    let events: Vec<AlarmEvent> = decode_all(config, topics.alarms.clone()).await?.map_err(kafka_err("reading the alarms topic"))?;
+    let (replay, count) = Replay::start(reader, &[&topics.assertions, &topics.heartbeats], lookback_ms)
+        .map_err(kafka_err("rewinding the assertions and heartbeats topics"))?;
+    let shards = Shards { count, owned: membership.owned() };
     let recovered = events.len();
-    engine.reassigned(events, |p| owned.contains(&p), now_ms());
+    let owned = shards.owned.len();
+    engine.reassigned(events, shards, now_ms());
     let (pending, firing, waived) = engine.alarm_counts();
-    tracing::info!(events = recovered, partitions = owned.len(), pending, firing, waived, "alarm state recovered");
-    Ok(())
+    tracing::info!(events = recovered, shards = owned, of = count, pending, firing, waived, "alarm state recovered");
+    Ok(replay)
 }
 
 fn skip(message: &rdkafka::message::BorrowedMessage<'_>, error: &specaudit_core::codec::DecodeError) {

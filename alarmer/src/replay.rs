@@ -1,19 +1,25 @@
-//! Rebuilding windows after a start or a rebalance: every newly assigned partition is
-//! read again from `now − lookback` (found with offsetsForTimes), and evaluation waits
-//! until each has reached the end it had at assignment. Offsets are never committed:
-//! where to start is a matter of time, not of progress.
+//! Who evaluates what, and rebuilding the windows when that changes.
 //!
-//! Each assignment starts a new generation: the pipeline then forgets its windows and
-//! alarms and reads the alarm log again, keeping the alarms of the partitions it now
-//! owns. Before giving partitions up, a copy settles its dispatcher (inside the revoke
-//! callback, so before the group moves on): the next owner's read of the log sees every
-//! notification this copy sent.
+//! **Membership.** Copies with one `group_id` share the partitions of the assertions
+//! topic in a consumer group, but they never read through it: the partitions a copy is
+//! given are the *shards* it owns (see [`crate::engine::Shards`]), and the group consumer
+//! only keeps them paused. Each assignment starts a new generation. Before giving shards
+//! up, a copy settles its dispatcher (inside the revoke callback, so before the group
+//! moves on): the next owner's read of the alarm log sees every notification this copy
+//! sent.
+//!
+//! **Replay.** A second consumer, outside the group, reads every partition of the
+//! assertions and heartbeats topics: a group's records may come from any partition. On
+//! every generation it starts again from `now − lookback` (found with offsetsForTimes),
+//! and evaluation waits until each partition reached the end it had then. Offsets are
+//! never committed: where to start is a matter of time, not of progress.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::KafkaResult;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
@@ -22,29 +28,34 @@ use crate::notify::dispatch::Settler;
 const TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Default)]
-struct CatchUp {
-    /// An assignment was received at least once.
+struct State {
+    /// Shards are held now (between a revocation and the next assignment, none are).
     assigned: bool,
-    /// Partitions still replaying → the offset they must reach.
-    targets: HashMap<(String, i32), i64>,
     /// Assignments so far.
     generation: u64,
-    /// Partitions held now.
-    owned: HashSet<(String, i32)>,
+    /// Partitions of the assertions topic held now: the shards owned.
+    owned: HashSet<i32>,
 }
 
-/// Consumer context that seeks new partitions back in time and tracks the replay.
+/// Context of the group consumer: tracks the shards owned, keeps them paused, and settles
+/// the dispatcher before giving them up.
 #[derive(Debug, Clone)]
-pub struct ReplayContext {
-    lookback_ms: i64,
-    state: Arc<Mutex<CatchUp>>,
+pub struct Membership {
+    state: Arc<Mutex<State>>,
     settler: Option<Settler>,
+    /// Woken on every assignment: the callback runs inside a poll that returns no record.
+    assigned_anew: Arc<tokio::sync::Notify>,
 }
 
-impl ReplayContext {
-    /// `settler`, when given, is settled before partitions are given up.
-    pub fn new(lookback_ms: i64, settler: Option<Settler>) -> ReplayContext {
-        ReplayContext { lookback_ms, state: Arc::default(), settler }
+impl Membership {
+    /// `settler`, when given, is settled before shards are given up.
+    pub fn new(settler: Option<Settler>) -> Membership {
+        Membership { state: Arc::default(), settler, assigned_anew: Arc::default() }
+    }
+
+    /// Resolves after the next assignment (at once if one came since the last call).
+    pub async fn assigned_anew(&self) {
+        self.assigned_anew.notified().await;
     }
 
     /// The number of assignments so far: a new one means the state must be rebuilt.
@@ -52,9 +63,18 @@ impl ReplayContext {
         self.lock().generation
     }
 
-    /// The partitions of `topic` held now.
-    pub fn owned(&self, topic: &str) -> HashSet<i32> {
-        self.lock().owned.iter().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect()
+    /// Whether shards are held now.
+    pub fn assigned(&self) -> bool {
+        self.lock().assigned
+    }
+
+    /// The shards held now.
+    pub fn owned(&self) -> HashSet<i32> {
+        self.lock().owned.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Lets the dispatcher finish what it was handed, blocking this thread (the revoke
@@ -68,108 +88,110 @@ impl ReplayContext {
             _ => tracing::warn!("not on a multi-thread runtime: notifications in flight are not settled before a revocation"),
         }
     }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, CatchUp> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Notes a consumed record; true while its partition is still replaying.
-    pub fn consumed(&self, topic: &str, partition: i32, offset: i64) {
-        let mut state = self.lock();
-        let key = (topic.to_owned(), partition);
-        if state.targets.get(&key).is_some_and(|target| offset + 1 >= *target) {
-            state.targets.remove(&key);
-        }
-    }
-
-    /// Every assigned partition has been replayed to where it was at assignment.
-    pub fn caught_up(&self) -> bool {
-        let state = self.lock();
-        state.assigned && state.targets.is_empty()
-    }
-
-    fn assign(&self, consumer: &BaseConsumer<Self>, tpl: &mut TopicPartitionList) {
-        let since = specaudit_core::record::now_ms() - self.lookback_ms;
-        let partitions: Vec<(String, i32)> = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
-        // Ends first, times second: a record landing in between is newer than `since`
-        // and lies beyond the end read first, so starting there cannot skip it.
-        let highs: Vec<Option<i64>> = partitions
-            .iter()
-            .map(|(topic, partition)| consumer.fetch_watermarks(topic, *partition, TIMEOUT).map(|(_, high)| high).ok())
-            .collect();
-        let mut query = TopicPartitionList::new();
-        for (topic, partition) in &partitions {
-            let _ = query.add_partition_offset(topic, *partition, Offset::Offset(since));
-        }
-        let found = consumer.offsets_for_times(query, TIMEOUT);
-        let mut targets = Vec::new();
-        for ((topic, partition), high) in partitions.into_iter().zip(highs) {
-            let start = found
-                .as_ref()
-                .ok()
-                .and_then(|list| list.find_partition(&topic, partition))
-                .and_then(|p| match p.offset() {
-                    Offset::Offset(o) => Some(o),
-                    _ => None,
-                });
-            // No record at or after `since`: start at the end. Unknown: from the beginning.
-            let start = match (start, high) {
-                (Some(o), _) => Offset::Offset(o),
-                (None, Some(h)) if found.is_ok() => Offset::Offset(h),
-                _ => Offset::Beginning,
-            };
-            if let (Offset::Offset(s), Some(h)) = (start, high) {
-                if s < h {
-                    targets.push(((topic.clone(), partition), h));
-                }
-            } else if let (Offset::Beginning, Some(h)) = (start, high) {
-                if h > 0 {
-                    targets.push(((topic.clone(), partition), h));
-                }
-            }
-            tracing::info!(%topic, partition, ?start, ?high, "replaying partition");
-            let _ = tpl.set_partition_offset(&topic, partition, start);
-        }
-        let mut state = self.lock();
-        state.assigned = true;
-        state.generation += 1;
-        state.targets.extend(targets);
-        state.owned = tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect();
-    }
 }
 
-impl ClientContext for ReplayContext {}
+impl ClientContext for Membership {}
 
-impl ConsumerContext for ReplayContext {
+impl ConsumerContext for Membership {
     fn rebalance(&self, consumer: &BaseConsumer<Self>, err: RDKafkaRespErr, tpl: &mut TopicPartitionList) {
         match err {
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.assign(consumer, tpl);
-                if let Err(error) = consumer.assign(tpl) {
-                    tracing::error!(%error, "cannot take the assigned partitions");
+                // Held, never read: the replay consumer reads every partition.
+                if let Err(error) = consumer.assign(tpl).and_then(|()| consumer.pause(tpl)) {
+                    tracing::error!(%error, "cannot take the assigned shards");
                 }
-                tracing::info!(partitions = tpl.count(), "partitions assigned");
+                let mut state = self.lock();
+                state.assigned = true;
+                state.generation += 1;
+                state.owned = tpl.elements().iter().map(|e| e.partition()).collect();
+                tracing::info!(shards = ?state.owned, generation = state.generation, "shards assigned");
+                self.assigned_anew.notify_one();
             }
             RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                let mut state = self.lock();
-                // No evaluation until the next assignment is replayed.
-                state.assigned = false;
-                for e in tpl.elements() {
-                    let key = (e.topic().to_owned(), e.partition());
-                    state.targets.remove(&key);
-                    state.owned.remove(&key);
+                {
+                    // No evaluation until the next assignment is replayed.
+                    let mut state = self.lock();
+                    state.assigned = false;
+                    state.owned.clear();
                 }
-                drop(state);
                 self.settle();
                 if let Err(error) = consumer.unassign() {
-                    tracing::warn!(%error, "cannot release the revoked partitions");
+                    tracing::warn!(%error, "cannot release the revoked shards");
                 }
-                tracing::info!(partitions = tpl.count(), "partitions revoked");
+                tracing::info!(shards = tpl.count(), "shards revoked");
             }
             other => {
                 tracing::warn!(error = ?other, "rebalance failed");
                 let _ = consumer.unassign();
             }
         }
+    }
+}
+
+/// A replay in progress: the partitions still short of the end they had when it began.
+#[derive(Debug, Default)]
+pub struct Replay {
+    targets: HashMap<(String, i32), i64>,
+}
+
+impl Replay {
+    /// Points `consumer` at every partition of `topics`, `lookback_ms` back in time, and
+    /// notes where each partition ended. Returns the replay and the partition count of the
+    /// first topic (the assertions: the number of shards).
+    pub fn start<C: Consumer<X>, X: ConsumerContext>(consumer: &C, topics: &[&str], lookback_ms: i64) -> KafkaResult<(Replay, u32)> {
+        let since = specaudit_core::record::now_ms() - lookback_ms;
+        let mut partitions = Vec::new();
+        let mut shards = 0;
+        for (i, topic) in topics.iter().enumerate() {
+            let metadata = consumer.fetch_metadata(Some(topic), TIMEOUT)?;
+            let ids: Vec<i32> = metadata.topics().iter().flat_map(|t| t.partitions()).map(|p| p.id()).collect();
+            if i == 0 {
+                shards = ids.len() as u32;
+            }
+            partitions.extend(ids.into_iter().map(|p| ((*topic).to_owned(), p)));
+        }
+        // Ends first, times second: a record landing in between is newer than `since`
+        // and lies beyond the end read first, so starting there cannot skip it.
+        let mut highs = Vec::with_capacity(partitions.len());
+        for (topic, partition) in &partitions {
+            highs.push(consumer.fetch_watermarks(topic, *partition, TIMEOUT)?.1);
+        }
+        let mut query = TopicPartitionList::new();
+        for (topic, partition) in &partitions {
+            query.add_partition_offset(topic, *partition, Offset::Offset(since))?;
+        }
+        let found = consumer.offsets_for_times(query, TIMEOUT)?;
+        let mut assignment = TopicPartitionList::new();
+        let mut replay = Replay::default();
+        for ((topic, partition), high) in partitions.into_iter().zip(highs) {
+            // No record at or after `since`: start at the end.
+            let start = match found.find_partition(&topic, partition).map(|p| p.offset()) {
+                Some(Offset::Offset(o)) => o,
+                _ => high,
+            };
+            if start < high {
+                replay.targets.insert((topic.clone(), partition), high);
+            }
+            assignment.add_partition_offset(&topic, partition, Offset::Offset(start))?;
+        }
+        consumer.assign(&assignment)?;
+        tracing::info!(partitions = assignment.count(), behind = replay.targets.len(), since, "replaying");
+        Ok((replay, shards))
+    }
+
+    /// Notes a consumed record.
+    pub fn consumed(&mut self, topic: &str, partition: i32, offset: i64) {
+        if self.targets.is_empty() {
+            return;
+        }
+        let key = (topic.to_owned(), partition);
+        if self.targets.get(&key).is_some_and(|target| offset + 1 >= *target) {
+            self.targets.remove(&key);
+        }
+    }
+
+    /// Every partition has been replayed to where it ended when the replay began.
+    pub fn caught_up(&self) -> bool {
+        self.targets.is_empty()
     }
 }
