@@ -246,6 +246,8 @@ async fn reassign(
     let shards = Shards { count, owned: membership.owned() };
     let recovered = events.len();
     let owned = shards.owned.len();
+    metrics::gauge!("specaudit_alarmer_shards_owned").set(owned as f64);
+    metrics::gauge!("specaudit_alarmer_shards").set(f64::from(count));
     engine.reassigned(events, shards, now_ms());
     let (pending, firing, waived) = engine.alarm_counts();
     tracing::info!(events = recovered, shards = owned, of = count, pending, firing, waived, "alarm state recovered");

@@ -1,0 +1,133 @@
+//! Two copies of the real `specaudit-alarmer` in one group share the work by shards of
+//! groups: a rule over a component's many instances (whose records are spread over the
+//! partitions) and a silence are each judged whole, by one copy, and notified once.
+
+mod alarmer_common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use alarmer_common::{assertion, specs_topic_ready, Feed, Receiver, SECRET};
+use specaudit_core::record::{Outcome, Severity};
+use specaudit_core::spec::Spec;
+use specaudit_producer::publish::{publish, Change, Meta};
+use specaudit_tests::process::{workspace_bin, Service};
+use specaudit_tests::TestEnv;
+
+fn config(env: &TestEnv, hook: &Receiver) -> tempfile::NamedTempFile {
+    let text = format!(
+        r#"
+[kafka]
+brokers = "{brokers}"
+topic_prefix = "{prefix}"
+
+[alarmer]
+group_id = "alarmer-{id}"
+tick = "100ms"
+critical_single_failure = false
+min_lookback = "1m"
+drain_timeout = "2s"
+
+[notify]
+retry_initial = "100ms"
+retry_max = "1s"
+
+[receivers.hook]
+type = "webhook"
+url = "{url}"
+secret = "{SECRET}"
+timeout = "2s"
+
+[[routes]]
+receivers = ["hook"]
+
+[[rules]]
+name = "ratio"
+match = {{ requirement = "api/auth" }}
+when = {{ failure_ratio_above = 0.5, min_samples = 8, window = "5s" }}
+
+[[rules]]
+name = "silent"
+match = {{ requirement = "api/audit" }}
+when = {{ silent_for = "3s" }}
+"#,
+        brokers = env.kafka.brokers,
+        prefix = env.kafka.topic_prefix,
+        id = env.id,
+        url = hook.url,
+    );
+    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("config file");
+    file.write_all(text.as_bytes()).expect("config file");
+    file
+}
+
+async fn healthy(alarmer: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while !alarmer.healthy() {
+        assert!(Instant::now() < deadline, "alarmer not healthy within 90 s; log: {}", alarmer.log.display());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_copies_judge_groups_spanning_instances_whole_and_notify_once() {
+    let env = TestEnv::new().await;
+    let hook = Receiver::start().await;
+    specs_topic_ready(&env).await;
+    let spec = Spec::parse(
+        r#"{"apiVersion": "specaudit/v1", "spec": "svc", "components": {
+            "api": {"requirements": {"auth": {}, "audit": {}}}}}"#,
+    )
+    .unwrap();
+    let meta = Meta { author: "test".into(), comment: String::new(), expect_version: Some(0) };
+    publish(&env.kafka, Change::Replace(spec), meta).await.unwrap();
+
+    let file = config(&env, &hook);
+    let config = file.path().display().to_string();
+    let exe = workspace_bin("specaudit-alarmer");
+    let name = format!("specaudit-alarmer-{}", env.id);
+    let copies = [
+        Service::spawn(&exe, &["--config", &config], &name, &[]),
+        Service::spawn(&exe, &["--config", &config], &name, &[]),
+    ];
+    for copy in &copies {
+        healthy(copy).await;
+    }
+    // Both in the group, the shards split between them, each copy replayed.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owned: Vec<f64> = copies.iter().map(|c| c.metric("specaudit_alarmer_shards_owned", "").unwrap_or(0.0)).collect();
+        let shards = copies[0].metric("specaudit_alarmer_shards ", "").unwrap_or(0.0);
+        if owned.iter().all(|&o| o > 0.0) && owned.iter().sum::<f64>() == shards {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the shards were not split between the copies: {owned:?} of {shards}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // Eight instances, keyed apart: their records land on several partitions, read by both
+    // copies. Six fail: 0.75 of the group, which no part of it alone would show.
+    let feed = Feed::new(&env);
+    for i in 0..8 {
+        let outcome = if i < 6 { Outcome::Fail } else { Outcome::Pass };
+        feed.assertion(&assertion("svc", "api", &format!("i-{i}"), "api/auth", outcome, Severity::Major)).await;
+    }
+    hook.wait_for(2, "the ratio and the silence firing").await;
+    // Long enough for any second copy to notify too, and for both to resolve.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let got = hook.received();
+    let mut seen: HashMap<(String, String, String), usize> = HashMap::new();
+    for r in &got {
+        *seen.entry((r.label("alertname").to_owned(), r.label("requirement").to_owned(), r.status().to_owned())).or_default() += 1;
+    }
+    let firing_ratio: Vec<_> = got.iter().filter(|r| r.label("alertname") == "ratio" && r.status() == "firing").collect();
+    assert_eq!(firing_ratio.len(), 1, "{seen:?}");
+    assert_eq!(firing_ratio[0].json["alerts"][0]["annotations"]["value"], "0.75", "the whole group, judged by one copy");
+    assert_eq!(seen.get(&("silent".into(), "api/audit".into(), "firing".into())), Some(&1), "{seen:?}");
+    assert!(seen.values().all(|&n| n == 1), "every notification once: {seen:?}");
+    drop(copies);
+    env.cleanup().await;
+}
