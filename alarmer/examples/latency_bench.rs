@@ -23,7 +23,7 @@ use rdkafka::consumer::{Consumer, StreamConsumer};
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, FutureProducer, FutureRecord, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
-use specaudit_alarmer::engine::{Engine, EngineConfig};
+use specaudit_alarmer::engine::{Engine, EngineConfig, Shards};
 use specaudit_alarmer::rules::{Rule, RuleConfig};
 use specaudit_core::codec::Codec;
 use specaudit_core::config::KafkaConfig;
@@ -236,7 +236,6 @@ when = {{ failure_ratio_above = 0.5, min_samples = 100, window = "1m" }}
             Rule::from_config(&RuleConfig { name: format!("r{i}"), when, ..RuleConfig::default() })
         })
         .collect::<Result<_, _>>()?;
-    let mut engine = Engine::new(EngineConfig { rules, agent_timeout_ms: 300_000, ..EngineConfig::default() });
     let n = 1_000_000;
     let batch: Vec<Assertion> = (0..10_000)
         .map(|i| {
@@ -247,14 +246,27 @@ when = {{ failure_ratio_above = 0.5, min_samples = 100, window = "1m" }}
         })
         .collect();
     let now = now_ms();
-    let start = Instant::now();
-    let mut transitions = 0;
-    for i in 0..n {
-        engine.assertion(&batch[i % batch.len()], now);
-        transitions += engine.evaluate_touched(now).len();
-    }
-    let per = start.elapsed().as_nanos() as f64 / n as f64;
+    let evaluate = |engine: &mut Engine| {
+        let start = Instant::now();
+        let mut transitions = 0;
+        for i in 0..n {
+            engine.assertion(&batch[i % batch.len()], now);
+            transitions += engine.evaluate_touched(now).len();
+        }
+        (start.elapsed().as_nanos() as f64 / n as f64, transitions)
+    };
+    let mut engine = Engine::new(EngineConfig { rules: rules.clone(), agent_timeout_ms: 300_000, ..EngineConfig::default() });
+    let (per, transitions) = evaluate(&mut engine);
     println!("evaluation: {per:.0} ns per assertion (3 rules, {} groups, feed + evaluate touched; {transitions} transitions)", engine.group_count());
+    // One of two copies: every assertion read, the groups of half the shards kept.
+    let mut half = Engine::new(EngineConfig { rules, agent_timeout_ms: 300_000, ..EngineConfig::default() });
+    half.reassigned(Vec::new(), Shards { count: 6, owned: [0, 2, 4].into() }, now);
+    let (per_half, transitions) = evaluate(&mut half);
+    println!(
+        "evaluation, one of two copies (3 of 6 shards): {per_half:.0} ns per assertion ({} groups; {transitions} transitions), {:.2}x one copy",
+        half.group_count(),
+        per_half / per
+    );
     let bytes: Vec<Vec<u8>> = batch.iter().take(1000).map(|a| codec.encode(a).unwrap_or_default()).collect();
     let start = Instant::now();
     for i in 0..200_000 {

@@ -21,11 +21,11 @@
 //!   a duplicate is a crash between the receiver's answer and Kafka's ack of the event
 //!   (milliseconds); the payload carries the fingerprint (`groupKey`) and the same
 //!   `startsAt`, and Alertmanager deduplicates by labels, so receivers can tell.
-//! - **Windows are rebuilt from the topics, not from a checkpoint.** On every partition
-//!   assignment (start or rebalance) the partition is read again from `now − lookback`
-//!   (offsetsForTimes; lookback = the longest window, silence or agent timeout), and no
-//!   evaluation runs until every assigned partition reached the end it had at
-//!   assignment. The evaluator is a pure function of the records and the time, so the
+//! - **Windows are rebuilt from the topics, not from a checkpoint.** On every shard
+//!   assignment (start or rebalance) the assertion and heartbeat partitions are read again
+//!   from `now − lookback` (offsetsForTimes; lookback = the longest window, silence or
+//!   agent timeout), and no evaluation runs until every partition reached the end it had
+//!   at assignment. The evaluator is a pure function of the records and the time, so the
 //!   replay rebuilds the state a running alarmer would have. Offsets are never
 //!   committed. A recovered alarm whose condition no longer holds is resolved (and
 //!   on-call told), one that still holds stays firing silently, with repeats due on the
@@ -33,20 +33,23 @@
 //!
 //! # Scaling out
 //!
-//! Copies with one `group_id` share the assertion and heartbeat partitions; each reads
-//! every spec. A rebalance is a restart in small: a copy giving partitions up first
-//! settles its notifications in flight (delivered and logged, or after the drain timeout
-//! left unsent), inside the revoke callback, so the group moves on only then; on the new
+//! Every group (rule + group values: an alarm's fingerprint) belongs to one *shard*, its
+//! fingerprint modulo the number of assertions partitions. Copies with one `group_id`
+//! share the assertions partitions in a consumer group, but only as shard ownership:
+//! every copy reads every assertion and heartbeat, and keeps windows and alarms for the
+//! groups of its shards alone ([`replay`]). So a group spanning instances (a ratio over a
+//! component, outliers, silence, stale versions) is judged whole, by one copy, whatever
+//! partitions its records came from. Windows, alarms, evaluation and notification divide
+//! between copies; reading and decoding the stream does not (each copy reads it all).
+//!
+//! A rebalance is a restart in small: a copy giving shards up first settles its
+//! notifications in flight (delivered and logged, or after the drain timeout left
+//! unsent), inside the revoke callback, so the group moves on only then; on the new
 //! assignment every copy forgets its windows and alarms, reads the alarm log again and
-//! keeps the alarms of the assertions partitions it now owns (each logged event names
-//! its partition in the `specaudit_partition` label, which receivers never see). So an
-//! alarm moving between copies is neither notified again nor resolved by the copy that
-//! lost it. A copy frozen longer than the session timeout is evicted without knowing it
-//! and, when it wakes, may notify from its stale state once before the group fences it. Assertions are keyed by component/instance, so a rule grouped by
-//! `instance` is exact across copies. A rule grouping several instances sees, in each
-//! copy, only the instances of its partitions: run one copy for such rules (the default
-//! deployment; one copy evaluates well over 10,000 assertions/s, see BENCHMARKS.md), or
-//! group them by instance.
+//! keeps the alarms of the shards it now owns. So an alarm moving between copies is
+//! neither notified again nor resolved by the copy that lost it. A copy frozen longer
+//! than the session timeout is evicted without knowing it and, when it wakes, may notify
+//! from its stale state once before the group fences it.
 
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 

@@ -48,6 +48,10 @@ const WINDOW_MS: i64 = 30_000;
 const FAILING: i64 = 12;
 const BURST_EVERY_MS: i64 = 60_000;
 const BURST_MS: i64 = 4_000;
+/// A failing instance sends one assertion per this long.
+const FAILURE_EVERY_MS: i64 = 250;
+/// The rule's `failures_at_least`: a burst cut shorter by the end of the load cannot fire.
+const FAILURES_TO_FIRE: i64 = 3;
 /// A repeated notification is tolerated only if its first copy arrived this shortly
 /// before an alarmer was killed (delivered, but the kill beat the log's ack).
 const DUPLICATE_WINDOW: i64 = 2_000;
@@ -207,7 +211,7 @@ receivers = ["hook"]
 name = "unhealthy"
 match = {{ component = "svc.bad" }}
 group_by = ["component", "instance", "requirement"]
-when = {{ failures_at_least = 3, window = "{window}s" }}
+when = {{ failures_at_least = {FAILURES_TO_FIRE}, window = "{window}s" }}
 "#,
         brokers = env.kafka.brokers,
         prefix = env.kafka.topic_prefix,
@@ -323,7 +327,8 @@ fn check_alarms(got: &[Received], bursts: &[(String, i64, i64)], kills: &[i64], 
         }
         assert_eq!(list.last().map(|r| r.status()), Some("resolved"), "{instance}: every incident resolves: {list:#?}");
         let seen = |b: &&(String, i64, i64)| b.2 < blind.0 || b.1 > blind.1;
-        for (_, first, last) in bursts.iter().filter(|b| &b.0 == instance).filter(seen) {
+        let whole = |b: &&(String, i64, i64)| b.2 - b.1 >= (FAILURES_TO_FIRE - 1) * FAILURE_EVERY_MS;
+        for (_, first, last) in bursts.iter().filter(|b| &b.0 == instance).filter(seen).filter(whole) {
             let covered = incidents.iter().any(|(start, end)| *start <= last + WINDOW_MS && end.is_some_and(|e| e >= *first));
             assert!(covered, "{instance}: the burst {first}..{last} has no incident: {incidents:?}");
         }
