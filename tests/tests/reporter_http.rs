@@ -95,6 +95,11 @@ async fn access_control_reports_and_edits() {
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.body);
         assert!(answer.body.starts_with("<!doctype html>"), "{path}");
     }
+    // An error page shown to a signed-in viewer does not ask them to log in.
+    let answer = get(&url("/specs/nope"), Some(VIEWER)).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    assert!(answer.body.starts_with("<!doctype html>") && answer.body.contains("id=\"problem\""), "{}", answer.body);
+    assert!(!answer.body.contains("href=\"/login\""), "{}", answer.body);
     let page = get(&url("/specs/shop?since=1h"), Some(VIEWER)).await.body;
     assert!(page.contains("data-requirement=\"web.cart/limit\" data-status=\"failing\" style=\"border-left-color:#c62828\""), "{page}");
     assert!(page.contains("data-requirement=\"web/tls\" data-status=\"error\" style=\"border-left-color:#ef8f00\""), "{page}");

@@ -81,6 +81,17 @@ code,pre,textarea{font-family:ui-monospace,monospace}textarea{width:100%;height:
 
 /// A whole page around `body`.
 pub fn layout(title: &str, principal: Option<&str>, body: &str) -> String {
+    framed(title, Some(principal), body)
+}
+
+/// [`layout`] without the log in / log out corner: for pages that do not know who asks
+/// (error pages, exported reports).
+pub fn layout_plain(title: &str, body: &str) -> String {
+    framed(title, None, body)
+}
+
+/// `who`: `None` shows nothing, `Some(None)` the log in link, `Some(Some(name))` the name.
+fn framed(title: &str, who: Option<Option<&str>>, body: &str) -> String {
     let mut out = String::with_capacity(body.len() + 2048);
     let _ = write!(
         out,
@@ -89,15 +100,16 @@ pub fn layout(title: &str, principal: Option<&str>, body: &str) -> String {
          <a href=\"/\">overview</a><a href=\"/agents\">agents</a><a href=\"/alarms\">alarms</a><span class=\"who\">",
         esc(title)
     );
-    match principal {
-        Some(who) => {
+    match who {
+        Some(Some(name)) => {
             let _ = write!(
                 out,
                 "{} <form method=\"post\" action=\"/logout\" style=\"display:inline\"><button>log out</button></form>",
-                esc(who)
+                esc(name)
             );
         }
-        None => out.push_str("<a href=\"/login\">log in</a>"),
+        Some(None) => out.push_str("<a href=\"/login\">log in</a>"),
+        None => {}
     }
     let _ = writeln!(out, "</span></header><main>{body}</main></body></html>");
     out
@@ -241,10 +253,7 @@ pub fn report_page(report: &Report) -> String {
         body.push_str("<h2>Alarms and waivers</h2>");
         body.push_str(&alarm_table(&report.alarms));
     }
-    layout("compliance report", None, &body).replace(
-        "<span class=\"who\"><a href=\"/login\">log in</a></span>",
-        "<span class=\"who\"></span>",
-    )
+    layout_plain("compliance report", &body)
 }
 
 /// The coverage of one spec as a list.

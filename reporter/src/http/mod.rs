@@ -111,7 +111,14 @@ impl IntoResponse for HttpError {
         let mut response = if self.html {
             let title = self.status.canonical_reason().unwrap_or("error");
             let body = format!("<h1>{}</h1><p class=\"problem\" id=\"problem\">{}</p>", crate::html::esc(title), crate::html::esc(&self.message));
-            Html(crate::html::layout(title, None, &body)).into_response()
+            // Only a page refused for want of a login offers one: the error does not know
+            // who is asking, and a signed-in user must not be told to log in.
+            let page = if self.status == StatusCode::UNAUTHORIZED {
+                crate::html::layout(title, None, &body)
+            } else {
+                crate::html::layout_plain(title, &body)
+            };
+            Html(page).into_response()
         } else {
             axum::Json(serde_json::json!({"error": self.message, "status": self.status.as_u16()})).into_response()
         };
