@@ -124,14 +124,16 @@ impl ConsumerContext for IngestContext {
     }
 }
 
-/// librdkafka's prefetch, bounded so memory stays flat while ClickHouse is down, and kept
-/// flowing during a catch-up: by default a partition whose queue reached its bound is not
-/// fetched again for a whole second (`fetch.queue.backoff.ms`), which left the ingester
-/// idle most of the time.
+/// librdkafka's prefetch, bounded so memory stays flat while ClickHouse is down (fetch
+/// responses are held until their last message is taken: smaller fetches, less memory at
+/// the same rate), and kept flowing during a catch-up: by default a partition whose queue
+/// reached its bound is not fetched again for a whole second (`fetch.queue.backoff.ms`),
+/// which left the ingester idle most of the time.
 pub const FETCH: &[(&str, &str)] = &[
     ("queued.max.messages.kbytes", "16384"),
     ("queued.min.messages", "20000"),
-    ("fetch.max.bytes", "8388608"),
+    ("fetch.max.bytes", "2097152"),
+    ("max.partition.fetch.bytes", "524288"),
     ("fetch.queue.backoff.ms", "10"),
 ];
 
