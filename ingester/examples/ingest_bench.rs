@@ -4,7 +4,7 @@
 //!   N Avro assertions; its sustained rate until all N are queryable in the raw table and
 //!   the rollup (producing first keeps the producer off the two cores), peak RSS;
 //! - raw limits: a bare Kafka consume of the same topic, a bare ClickHouse insert of the
-//!   same rows (RowBinary, LZ4, 50,000-row inserts, no rollup);
+//!   same rows (RowBinary, LZ4, inserts of the ingester's default size, no rollup);
 //! - ClickHouse's Kafka engine with materialized views into a raw table and the rollup,
 //!   against the ingester, both on the same rows as JSON (18.16 has no Avro input format);
 //! - p99 produce → queryable latency of probe records under a load at a tenth of the

@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::config::IngestConfig;
 use crate::dead_letter::DeadLetter;
 use crate::rows::SourcedRow;
 
@@ -15,12 +16,15 @@ pub struct Batch<R> {
     /// Partition → (first, last) offset of every record taken into this batch, rows and
     /// dead letters alike; committing `last + 1` after the flush covers them all.
     pub offsets: BTreeMap<i32, (i64, i64)>,
+    /// Kafka payload bytes of the rows: what bounds a batch's memory whatever the records'
+    /// size (a row takes a few times its payload).
+    pub bytes: usize,
     opened: Option<Instant>,
 }
 
 impl<R: SourcedRow> Batch<R> {
     pub fn new(topic: String) -> Self {
-        Batch { topic, rows: Vec::new(), dead_letters: Vec::new(), offsets: BTreeMap::new(), opened: None }
+        Batch { topic, rows: Vec::new(), dead_letters: Vec::new(), offsets: BTreeMap::new(), bytes: 0, opened: None }
     }
 
     fn note(&mut self, partition: i32, offset: i64) {
@@ -34,10 +38,12 @@ impl<R: SourcedRow> Batch<R> {
             .or_insert((offset, offset));
     }
 
-    pub fn push(&mut self, row: R) {
+    /// Adds a row read from a Kafka payload of `bytes`.
+    pub fn push(&mut self, row: R, bytes: usize) {
         let source = row.source();
         self.note(source.partition, source.offset);
         self.rows.push(row);
+        self.bytes += bytes;
     }
 
     pub fn push_dead_letter(&mut self, letter: DeadLetter) {
@@ -49,10 +55,15 @@ impl<R: SourcedRow> Batch<R> {
         self.offsets.is_empty()
     }
 
-    /// Whether the batch must be written: it holds `max_rows`, or its oldest record has
-    /// waited `max_delay`.
-    pub fn is_due(&self, max_rows: usize, max_delay: Duration) -> bool {
-        !self.is_empty() && (self.rows.len() >= max_rows || self.deadline(max_delay).is_some_and(|d| d <= Instant::now()))
+    /// Whether the batch must be written: it is full, or its oldest record has waited
+    /// `max_delay`.
+    pub fn is_due(&self, limits: &IngestConfig) -> bool {
+        !self.is_empty() && (self.is_full(limits) || self.deadline(limits.max_delay).is_some_and(|d| d <= Instant::now()))
+    }
+
+    /// It holds `max_rows` rows or `max_bytes` of payload.
+    pub fn is_full(&self, limits: &IngestConfig) -> bool {
+        self.rows.len() >= limits.max_rows || self.bytes >= limits.max_bytes
     }
 
     /// When this batch must be flushed by age, if it holds anything.
@@ -69,7 +80,10 @@ impl<R: SourcedRow> Batch<R> {
 
     /// Drops everything taken from `partition`: it was revoked, its new owner reads it again.
     pub fn forget_partition(&mut self, partition: i32) {
+        let before = self.rows.len().max(1);
         self.rows.retain(|r| r.source().partition != partition);
+        // Sizes are not kept per row: the rest keeps its share (only a threshold reads it).
+        self.bytes = self.bytes * self.rows.len() / before;
         self.dead_letters.retain(|d| d.partition != partition);
         self.offsets.remove(&partition);
         if self.offsets.is_empty() {
@@ -82,6 +96,50 @@ impl<R: SourcedRow> Batch<R> {
         self.rows.clear();
         self.dead_letters.clear();
         self.offsets.clear();
+        self.bytes = 0;
         self.opened = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Source;
+
+    #[derive(Debug, clickhouse::Row, serde::Serialize)]
+    struct Row {
+        partition: i32,
+        offset: i64,
+    }
+
+    impl SourcedRow for Row {
+        const TABLE: &'static str = "rows";
+        fn source(&self) -> Source {
+            Source { partition: self.partition, offset: self.offset }
+        }
+    }
+
+    fn limits(max_rows: usize, max_bytes: usize) -> IngestConfig {
+        IngestConfig { max_rows, max_bytes, max_delay: Duration::from_secs(3600), ..IngestConfig::default() }
+    }
+
+    #[test]
+    fn a_batch_is_due_at_its_row_or_byte_bound_whichever_comes_first() {
+        let mut batch = Batch::new("t".into());
+        for offset in 0..9 {
+            batch.push(Row { partition: offset as i32 % 2, offset }, 100);
+        }
+        assert!(!batch.is_due(&limits(10, 1000)));
+        batch.push(Row { partition: 0, offset: 9 }, 100);
+        assert!(batch.is_due(&limits(10, 10_000)), "10 rows");
+        assert!(batch.is_due(&limits(1000, 1000)), "1000 bytes");
+        assert!(!batch.is_due(&limits(1000, 1001)));
+
+        // A revoked partition takes its share of the bytes with it.
+        batch.forget_partition(1);
+        assert_eq!((batch.rows.len(), batch.bytes), (6, 600));
+        batch.clear();
+        assert_eq!(batch.bytes, 0);
+        assert!(!batch.is_due(&limits(1, 1)), "an empty batch is never due");
     }
 }

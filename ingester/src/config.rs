@@ -39,6 +39,9 @@ pub struct IngestConfig {
     /// A table's batch is inserted when it holds this many rows...
     #[serde(default = "default_max_rows")]
     pub max_rows: usize,
+    /// ...or this many bytes of Kafka payload...
+    #[serde(default = "default_max_bytes")]
+    pub max_bytes: usize,
     /// ...or when its oldest row has waited this long.
     #[serde(default = "default_max_delay", with = "humantime_serde")]
     pub max_delay: Duration,
@@ -50,7 +53,11 @@ pub struct IngestConfig {
 }
 
 fn default_max_rows() -> usize {
-    50_000
+    100_000
+}
+
+fn default_max_bytes() -> usize {
+    32 << 20
 }
 
 fn default_max_delay() -> Duration {
@@ -71,6 +78,7 @@ impl Default for IngestConfig {
             group_id: default_group(),
             instance_id: None,
             max_rows: default_max_rows(),
+            max_bytes: default_max_bytes(),
             max_delay: default_max_delay(),
             retry_backoff: default_retry_backoff(),
             retry_max_backoff: default_retry_max_backoff(),
@@ -88,6 +96,7 @@ mod tests {
         let config: IngesterConfig = specaudit_core::config::load_with_env(Some(path), Vec::new()).unwrap();
         let defaults = IngestConfig::default();
         assert_eq!(config.ingest.max_rows, defaults.max_rows);
+        assert_eq!(config.ingest.max_bytes, defaults.max_bytes);
         assert_eq!(config.ingest.max_delay, defaults.max_delay);
         assert_eq!(config.ingest.group_id, defaults.group_id);
         assert_eq!(config.kafka.brokers, "127.0.0.1:9092");

@@ -11,7 +11,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::kafka::Topics;
 
 use crate::batch::Batch;
-use crate::config::IngesterConfig;
+use crate::config::{IngestConfig, IngesterConfig};
 use crate::consumer::IngestContext;
 use crate::dead_letter::{self, DeadLetter};
 use crate::insert_error::{classify, Failure};
@@ -80,8 +80,8 @@ impl<R: SourcedRow> Table<R> {
 
     /// Takes `intake`'s batch to write when this writer is idle and the batch is due (any
     /// batch that is not empty, with `force`), leaving it the emptied batch to fill.
-    pub fn load(&mut self, intake: &mut Batch<R>, max_rows: usize, max_delay: Duration, force: bool) {
-        if self.batch.is_empty() && !intake.is_empty() && (force || intake.is_due(max_rows, max_delay)) {
+    pub fn load(&mut self, intake: &mut Batch<R>, limits: &IngestConfig, force: bool) {
+        if self.batch.is_empty() && !intake.is_empty() && (force || intake.is_due(limits)) {
             std::mem::swap(&mut self.batch, intake);
         }
     }

@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::batch::Batch;
-use crate::config::IngesterConfig;
+use crate::config::{IngestConfig, IngesterConfig};
 use crate::consumer::{self, IngestContext, Ownership};
 use crate::dead_letter::{self, DeadLetter};
 use crate::flush::{Io, Table, Transient};
@@ -63,9 +63,10 @@ impl<T: Record> Decoder<T> {
 
     fn decode_into<R: SourcedRow>(&self, message: &BorrowedMessage<'_>, batch: &mut Batch<R>, row: impl FnOnce(T, Source) -> R) {
         let source = Source { partition: message.partition(), offset: message.offset() };
-        match self.codec.decode(message.payload().unwrap_or_default()) {
+        let payload = message.payload().unwrap_or_default();
+        match self.codec.decode(payload) {
             Ok(record) => {
-                batch.push(row(record, source));
+                batch.push(row(record, source), payload.len());
                 self.ok.increment(1);
             }
             Err(error) => {
@@ -119,7 +120,7 @@ impl Intake {
             codecs.alarm.decode_into(message, &mut self.alarms, AlarmRow::new);
         } else if topic == self.dead_letters.topic {
             let source = Source { partition: message.partition(), offset: message.offset() };
-            self.dead_letters.push(dead_letter::row(message, source));
+            self.dead_letters.push(dead_letter::row(message, source), message.payload().map_or(0, <[u8]>::len));
             codecs.dead_letter.increment(1);
         }
     }
@@ -161,13 +162,13 @@ impl Intake {
             && self.dead_letters.is_empty()
     }
 
-    /// Whether some batch holds `max_rows`: the next one cannot be started yet.
-    fn is_full(&self, max_rows: usize) -> bool {
-        self.assertions.rows.len() >= max_rows
-            || self.spec_versions.rows.len() >= max_rows
-            || self.agents.rows.len() >= max_rows
-            || self.alarms.rows.len() >= max_rows
-            || self.dead_letters.rows.len() >= max_rows
+    /// Whether some batch is full: the next one cannot be started yet.
+    fn is_full(&self, limits: &IngestConfig) -> bool {
+        self.assertions.is_full(limits)
+            || self.spec_versions.is_full(limits)
+            || self.agents.is_full(limits)
+            || self.alarms.is_full(limits)
+            || self.dead_letters.is_full(limits)
     }
 }
 
@@ -192,12 +193,12 @@ impl Tables {
     }
 
     /// Hands the due batches of `intake` (all of them when `force`) to the idle writers.
-    fn load(&mut self, intake: &mut Intake, max_rows: usize, max_delay: Duration, force: bool) {
-        self.assertions.load(&mut intake.assertions, max_rows, max_delay, force);
-        self.spec_versions.load(&mut intake.spec_versions, max_rows, max_delay, force);
-        self.agents.load(&mut intake.agents, max_rows, max_delay, force);
-        self.alarms.load(&mut intake.alarms, max_rows, max_delay, force);
-        self.dead_letters.load(&mut intake.dead_letters, max_rows, max_delay, force);
+    fn load(&mut self, intake: &mut Intake, limits: &IngestConfig, force: bool) {
+        self.assertions.load(&mut intake.assertions, limits, force);
+        self.spec_versions.load(&mut intake.spec_versions, limits, force);
+        self.agents.load(&mut intake.agents, limits, force);
+        self.alarms.load(&mut intake.alarms, limits, force);
+        self.dead_letters.load(&mut intake.dead_letters, limits, force);
     }
 
     fn is_idle(&self) -> bool {
@@ -270,7 +271,7 @@ impl Flusher {
         }
         let Some(tables) = self.tables.as_mut() else { return Ok(()) };
         let ingest = &self.io.config.ingest;
-        tables.load(intake, ingest.max_rows, ingest.max_delay, false);
+        tables.load(intake, ingest, false);
         if tables.is_idle() {
             return Ok(());
         }
@@ -366,7 +367,6 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
     let overlapped = tokio::runtime::Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread;
     let mut flusher =
         Flusher { io: io.clone(), context: context.clone(), tables: Some(Tables::new(&io.topics)), flight: None, stall: None, overlapped };
-    let max_rows = io.config.ingest.max_rows;
     // Time spent with a full batch waiting for the flush in flight: ClickHouse is the limit.
     let intake_blocked = metrics::histogram!("specaudit_ingester_intake_blocked_seconds");
 
@@ -388,7 +388,7 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
         metrics::gauge!("specaudit_ingester_pending_rows").set(intake.rows() as f64);
 
         // While a flush is in flight and the next batch is full, wait for the flush.
-        let take_more = flusher.flight.is_none() || !intake.is_full(max_rows);
+        let take_more = flusher.flight.is_none() || !intake.is_full(&io.config.ingest);
         let blocked = (!take_more).then(Instant::now);
         let wake = flusher.wake(&intake);
         tokio::select! {
@@ -476,7 +476,7 @@ async fn drain(flusher: &mut Flusher, intake: &mut Intake, mut revoked: Vec<(Str
     }
     let ingest = &flusher.io.config.ingest;
     loop {
-        tables.load(intake, ingest.max_rows, ingest.max_delay, true);
+        tables.load(intake, ingest, true);
         if tables.is_idle() && intake.is_empty() {
             return Ok(());
         }

@@ -280,7 +280,7 @@ mod tests {
     fn batch(rows: &[(i32, i64, u32)]) -> Batch<Fake> {
         let mut b = Batch::new("t".into());
         for &(p, o, m) in rows {
-            b.push(Fake { partition: p, offset: o, minute: m });
+            b.push(Fake { partition: p, offset: o, minute: m }, 0);
         }
         b
     }

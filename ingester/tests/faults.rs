@@ -157,7 +157,7 @@ async fn sigterm_drains_pending_batches_and_commits_before_exit() {
     let group = format!("test-{}", env.id);
     let topic = specaudit_core::kafka::Topics::new(&env.kafka.topic_prefix).assertions;
     // Batches that never fill up nor age out: only the drain can write them.
-    let ingester = Ingester::spawn_ingester(exe(), &env, &group, &[("SPECAUDIT__INGEST__MAX_DELAY", "1h"), ("SPECAUDIT__INGEST__MAX_ROWS", "1000000")]);
+    let ingester = Ingester::spawn_ingester(exe(), &env, &group, &[("SPECAUDIT__INGEST__MAX_DELAY", "1h"), ("SPECAUDIT__INGEST__MAX_ROWS", "1000000"), ("SPECAUDIT__INGEST__MAX_BYTES", "1000000000")]);
     produce(&env.kafka, &topic, &load, n, None);
     let deadline = std::time::Instant::now() + WITHIN;
     while ingester.metric("specaudit_ingester_records_total", "table=\"assertions\"") != Some(n as f64) {

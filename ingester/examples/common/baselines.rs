@@ -105,13 +105,13 @@ pub fn bare_consume(env: &TestEnv, n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// A bare ClickHouse insert of `rows` (RowBinary, LZ4, 50,000-row inserts, no rollup) into
-/// a copy of the raw table. Rows/s.
+/// A bare ClickHouse insert of `rows` (RowBinary, LZ4, inserts of the ingester's default
+/// `max_rows`, no rollup) into a copy of the raw table. Rows/s.
 pub async fn bare_insert(env: &TestEnv, rows: &[AssertionRow]) -> f64 {
     let client = env.client();
     client.query("CREATE TABLE assertions_bare AS assertions").execute().await.expect("create");
     let started = Instant::now();
-    for chunk in rows.chunks(50_000) {
+    for chunk in rows.chunks(specaudit_ingester::config::IngestConfig::default().max_rows) {
         let mut insert = client.insert::<AssertionRow>("assertions_bare").await.expect("insert");
         for row in chunk {
             insert.write(row).await.expect("write");
