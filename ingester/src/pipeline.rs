@@ -36,7 +36,7 @@ use crate::config::{IngestConfig, IngesterConfig};
 use crate::consumer::{self, IngestContext, Ownership};
 use crate::dead_letter::{self, DeadLetter};
 use crate::flush::{Io, Table, Transient};
-use crate::rows::{AgentRow, AlarmRow, AssertionRow, DeadLetterRow, Source, SourcedRow, SpecVersionRow};
+use crate::rows::{AgentRow, AlarmRow, AssertionRow, DeadLetterRow, Names, Source, SourcedRow, SpecVersionRow};
 
 /// How long a SIGTERM waits for the pending batches to be written and committed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -90,6 +90,7 @@ struct Codecs {
 
 /// The batches being filled, one per table.
 struct Intake {
+    names: Names,
     assertions: Batch<AssertionRow>,
     spec_versions: Batch<SpecVersionRow>,
     agents: Batch<AgentRow>,
@@ -100,6 +101,7 @@ struct Intake {
 impl Intake {
     fn new(topics: &Topics) -> Self {
         Intake {
+            names: Names::default(),
             assertions: Batch::new(topics.assertions.clone()),
             spec_versions: Batch::new(topics.spec_history.clone()),
             agents: Batch::new(topics.heartbeats.clone()),
@@ -111,7 +113,8 @@ impl Intake {
     fn take(&mut self, codecs: &Codecs, message: &BorrowedMessage<'_>) {
         let topic = message.topic();
         if topic == self.assertions.topic {
-            codecs.assertion.decode_into(message, &mut self.assertions, AssertionRow::new);
+            let names = &mut self.names;
+            codecs.assertion.decode_into(message, &mut self.assertions, |a, source| AssertionRow::new(a, source, names));
         } else if topic == self.agents.topic {
             codecs.heartbeat.decode_into(message, &mut self.agents, AgentRow::new);
         } else if topic == self.spec_versions.topic {

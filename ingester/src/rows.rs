@@ -1,7 +1,10 @@
 //! ClickHouse rows, one type per table, built from the decoded records. Every row keeps
 //! the Kafka partition and offset it came from: the ingester's progress lives with them.
 
+use std::sync::Arc;
+
 use clickhouse::Row;
+use rustc_hash::FxHashSet;
 use serde::Serialize;
 use serde_repr::Serialize_repr;
 use specaudit_core::record::{AlarmEvent, AlarmState, Assertion, Heartbeat, Outcome, Severity, SpecVersion};
@@ -96,42 +99,67 @@ fn split_labels(labels: std::collections::BTreeMap<String, String>) -> (Vec<Stri
     labels.into_iter().unzip()
 }
 
+/// One copy of each name the assertions of a batch repeat (spec, component, instance,
+/// agent, requirement, task, labels): a fleet sends the same few thousand names millions
+/// of times, and a row holding shared names takes a fraction of the memory.
+#[derive(Debug, Default)]
+pub struct Names {
+    names: FxHashSet<Arc<str>>,
+}
+
+/// Names remembered at most; past this the set starts over (rows keep theirs).
+const MAX_NAMES: usize = 100_000;
+
+impl Names {
+    pub fn get(&mut self, name: String) -> Arc<str> {
+        if let Some(shared) = self.names.get(name.as_str()) {
+            return shared.clone();
+        }
+        if self.names.len() >= MAX_NAMES {
+            self.names.clear();
+        }
+        let shared: Arc<str> = name.into();
+        self.names.insert(shared.clone());
+        shared
+    }
+}
+
 #[derive(Debug, Row, Serialize)]
 pub struct AssertionRow {
     #[serde(with = "clickhouse::serde::uuid")]
     pub assertion_id: Uuid,
     pub ts_ms: u64,
-    pub spec: String,
+    pub spec: Arc<str>,
     pub spec_version: u64,
-    pub component: String,
-    pub instance: String,
-    pub agent_id: String,
-    pub requirement: String,
-    pub task: String,
+    pub component: Arc<str>,
+    pub instance: Arc<str>,
+    pub agent_id: Arc<str>,
+    pub requirement: Arc<str>,
+    pub task: Arc<str>,
     pub outcome: OutcomeColumn,
     pub severity: SeverityColumn,
     pub count: u32,
     pub message: String,
     pub details: String,
-    pub label_keys: Vec<String>,
-    pub label_values: Vec<String>,
+    pub label_keys: Vec<Arc<str>>,
+    pub label_values: Vec<Arc<str>>,
     pub kafka_partition: i32,
     pub kafka_offset: i64,
 }
 
 impl AssertionRow {
-    pub fn new(a: Assertion, source: Source) -> Self {
-        let (label_keys, label_values) = split_labels(a.labels);
+    pub fn new(a: Assertion, source: Source, names: &mut Names) -> Self {
+        let (label_keys, label_values) = a.labels.into_iter().map(|(k, v)| (names.get(k), names.get(v))).unzip();
         AssertionRow {
             assertion_id: a.assertion_id,
             ts_ms: ms(a.ts),
-            spec: a.spec,
+            spec: names.get(a.spec),
             spec_version: a.spec_version as u64,
-            component: a.component,
-            instance: a.instance,
-            agent_id: a.agent_id,
-            requirement: a.requirement,
-            task: a.task,
+            component: names.get(a.component),
+            instance: names.get(a.instance),
+            agent_id: names.get(a.agent_id),
+            requirement: names.get(a.requirement),
+            task: names.get(a.task),
             outcome: a.outcome.into(),
             severity: a.severity.into(),
             count: u32::try_from(a.count).unwrap_or(u32::MAX),

@@ -124,11 +124,12 @@ pub async fn bare_insert(env: &TestEnv, rows: &[AssertionRow]) -> f64 {
 /// The rows of `records` as the ingester would write them.
 pub fn rows(records: impl Iterator<Item = Vec<u8>>) -> Vec<AssertionRow> {
     let codec = Codec::<Assertion>::new();
+    let mut names = specaudit_ingester::rows::Names::default();
     records
         .enumerate()
         .map(|(i, bytes)| {
             let a = codec.decode(&bytes).expect("decode");
-            AssertionRow::new(a, Source { partition: (i % 6) as i32, offset: i as i64 })
+            AssertionRow::new(a, Source { partition: (i % 6) as i32, offset: i as i64 }, &mut names)
         })
         .collect()
 }
