@@ -355,3 +355,21 @@ sourced!(SpecVersionRow, "spec_versions");
 sourced!(AgentRow, "agents");
 sourced!(AlarmRow, "alarms");
 sourced!(DeadLetterRow, "dead_letters");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_name_is_stored_once_and_the_set_stays_bounded() {
+        let mut names = Names::default();
+        let first = names.get("svc.web".to_owned());
+        let again = names.get("svc.web".to_owned());
+        assert!(Arc::ptr_eq(&first, &again));
+        for i in 0..MAX_NAMES + 10 {
+            names.get(format!("instance-{i}"));
+        }
+        assert!(names.names.len() <= MAX_NAMES);
+        assert_eq!(&*names.get("svc.web".to_owned()), "svc.web", "a name forgotten is stored again");
+    }
+}
