@@ -203,9 +203,27 @@ mod cost {
     }
 }
 
-/// A JSON value as CEL sees it.
+/// A JSON value as CEL sees it. JSON does not tell signed from unsigned, so an integer
+/// is an `int` whenever it fits one (a `uint` only beyond `int`'s range): CEL has no mixed
+/// `int`/`uint` arithmetic, and `params.limit * 2` must work whatever the limit's sign.
 pub fn cel_value(value: &Value) -> Result<cel::Value, String> {
-    cel::to_value(value).map_err(|e| e.to_string())
+    Ok(match value {
+        Value::Null => cel::Value::Null,
+        Value::Bool(b) => cel::Value::Bool(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) => cel::Value::Int(i),
+            (None, Some(u), _) => cel::Value::UInt(u),
+            (None, None, Some(f)) => cel::Value::Float(f),
+            _ => return Err(format!("the number {n} has no CEL value")),
+        },
+        Value::String(text) => cel::Value::String(Arc::new(text.clone())),
+        Value::Array(items) => cel::Value::List(Arc::new(items.iter().map(cel_value).collect::<Result<_, _>>()?)),
+        Value::Object(fields) => {
+            let map: std::collections::HashMap<String, cel::Value> =
+                fields.iter().map(|(k, v)| Ok((k.clone(), cel_value(v)?))).collect::<Result<_, String>>()?;
+            cel::Value::from(map)
+        }
+    })
 }
 
 /// One task's facts, converted for CEL at most once however many checks read them.
@@ -250,6 +268,19 @@ mod tests {
         assert_eq!(check.evaluate(&json!({}), &params).outcome, Outcome::Error);
         // A non-boolean result is an error too.
         assert_eq!(cel("facts.x + 1").evaluate(&json!({"x": 1}), &params).outcome, Outcome::Error);
+    }
+
+    #[test]
+    fn json_integers_are_cel_ints_so_arithmetic_with_literals_works() {
+        let params = json!({"max_rps": 100, "ratio": 0.5, "huge": u64::MAX, "nested": {"list": [1, -2]}});
+        let pass = |expr: &str, facts: Value| cel(expr).evaluate(&facts, &params).outcome;
+        assert_eq!(pass("facts.rps <= params.max_rps * 2", json!({"rps": 150})), Outcome::Pass);
+        assert_eq!(pass("facts.rps <= params.max_rps * 2", json!({"rps": 250})), Outcome::Fail);
+        assert_eq!(pass("facts.delta + 5 > 0", json!({"delta": -3})), Outcome::Pass);
+        assert_eq!(pass("facts.share < params.ratio", json!({"share": 0.25})), Outcome::Pass);
+        assert_eq!(pass("params.nested.list[1] == -2 && size(params.nested.list) == 2", json!({})), Outcome::Pass);
+        assert_eq!(pass("params.huge == 18446744073709551615u", json!({})), Outcome::Pass, "beyond int: uint");
+        assert_eq!(pass("facts.name == 'api' && facts.on && facts.gone == null", json!({"name": "api", "on": true, "gone": null})), Outcome::Pass);
     }
 
     #[test]
