@@ -139,8 +139,9 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
             generation = membership.generation();
             replay = Some(reassign(&config, &topics, &membership, &reader, lookback_ms, &mut engine).await?);
         }
-        // Evaluating only with shards held and their windows rebuilt.
-        let ready = membership.assigned() && replay.as_ref().is_some_and(Replay::caught_up);
+        // Evaluating only with shards held and their windows rebuilt. Shards held is asked
+        // again where it is used: a revocation may land while this iteration waits.
+        let rebuilt = replay.as_ref().is_some_and(Replay::caught_up);
         tokio::select! {
             _ = shutdown.cancelled() => break,
             () = membership.assigned_anew() => {}
@@ -176,7 +177,7 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                 if let Some(replay) = &mut replay {
                     replay.consumed(message.topic(), message.partition(), message.offset());
                 }
-                if ready {
+                if rebuilt && membership.assigned() {
                     if let Some(ts) = produced_at {
                         // Live only: during a replay the age of old records says nothing.
                         metrics::gauge!("specaudit_alarmer_evaluation_lag_seconds").set((now - ts).max(0) as f64 / 1000.0);
@@ -196,7 +197,7 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                 Err(error) => tracing::warn!(%error, "specs consumer error"),
             },
             _ = tick.tick() => {
-                if !ready {
+                if !(rebuilt && membership.assigned()) {
                     continue;
                 }
                 if !live {
