@@ -123,6 +123,7 @@ impl Emitter {
     /// Takes one outcome: passes and skips are rolled up, fails and errors sent now (up to
     /// the per-requirement cap; the excess is counted and sent rolled up). `index` is the
     /// task's place in the requirement's tasks, as from `task_index`.
+    #[inline]
     pub(super) fn record(&self, key: Key<'_>, index: Option<usize>, message: &str, details: impl FnOnce() -> String) {
         let (tally, task) = (&key.requirement.tally, key.task);
         match key.outcome {

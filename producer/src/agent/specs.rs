@@ -104,6 +104,7 @@ impl Tally {
 
     /// Counts a pass of `task`, at `index` in the requirement's tasks (see
     /// [`CompiledRequirement::task_index`]).
+    #[inline]
     pub(super) fn pass(&self, task: &str, index: Option<usize>) {
         if let Some(slot) = index.and_then(|i| self.slots.get(i)) {
             // A named task's index already matched it; the first-seen slot must compare.
