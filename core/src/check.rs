@@ -114,7 +114,18 @@ impl CompiledCheck {
 
     /// As [`evaluate`](Self::evaluate), with the facts and params already prepared: an agent
     /// converts the params once per spec version and the facts once per task.
+    #[inline]
     pub fn evaluate_prepared(&self, facts: &Facts<'_>, params: &cel::Value) -> Evaluation {
+        match self {
+            // `is_valid` is the fast path, inlined into the caller; the first error is looked
+            // for only on failure.
+            CompiledCheck::Schema(validator) if validator.is_valid(facts.json) => Evaluation::pass(),
+            _ => self.evaluate_slow(facts, params),
+        }
+    }
+
+    #[inline(never)]
+    fn evaluate_slow(&self, facts: &Facts<'_>, params: &cel::Value) -> Evaluation {
         match self {
             CompiledCheck::Cel { program, source } => {
                 let cel_facts = match facts.cel() {
@@ -131,8 +142,6 @@ impl CompiledCheck {
                     Err(e) => Evaluation::with(Outcome::Error, format!("{source} could not be evaluated: {e}")),
                 }
             }
-            // `is_valid` is the fast path; the first error is looked for only on failure.
-            CompiledCheck::Schema(validator) if validator.is_valid(facts.json) => Evaluation::pass(),
             CompiledCheck::Schema(validator) => match validator.iter_errors(facts.json).next() {
                 None => Evaluation::pass(),
                 Some(error) => {

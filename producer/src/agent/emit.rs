@@ -28,7 +28,6 @@ pub struct Counters {
 
 #[derive(Debug, Default)]
 struct Cells {
-    checked: AtomicI64,
     emitted: AtomicI64,
     dropped: AtomicI64,
 }
@@ -57,11 +56,11 @@ impl ProducerContext for DeliveryCount {
 }
 
 /// The identity of an assertion record, apart from its counts and message.
-struct Key<'a> {
-    spec: &'a CompiledSpec,
-    requirement: &'a CompiledRequirement,
-    task: &'a str,
-    outcome: Outcome,
+pub(super) struct Key<'a> {
+    pub(super) spec: &'a CompiledSpec,
+    pub(super) requirement: &'a CompiledRequirement,
+    pub(super) task: &'a str,
+    pub(super) outcome: Outcome,
 }
 
 pub(super) struct Emitter {
@@ -112,34 +111,25 @@ impl Emitter {
         &self.agent_id
     }
 
-    pub(super) fn counters(&self) -> Counters {
+    /// The counters, with `checked` as counted by the specs' tallies.
+    pub(super) fn counters(&self, checked: i64) -> Counters {
         Counters {
-            checked: self.cells.checked.load(Ordering::Relaxed),
+            checked,
             emitted: self.cells.emitted.load(Ordering::Relaxed),
             dropped: self.cells.dropped.load(Ordering::Relaxed),
         }
     }
 
     /// Takes one outcome: passes and skips are rolled up, fails and errors sent now (up to
-    /// the per-requirement cap; the excess is counted and sent rolled up).
-    pub(super) fn record(
-        &self,
-        spec: &CompiledSpec,
-        requirement: &CompiledRequirement,
-        task: &str,
-        outcome: Outcome,
-        message: &str,
-        details: impl FnOnce() -> String,
-    ) {
-        self.cells.checked.fetch_add(1, Ordering::Relaxed);
-        let tally = &requirement.tally;
-        tally.evaluated();
-        match outcome {
-            Outcome::Pass => tally.add(task, |c| c.passes += 1),
+    /// the per-requirement cap; the excess is counted and sent rolled up). `index` is the
+    /// task's place in the requirement's tasks, as from `task_index`.
+    #[inline]
+    pub(super) fn record(&self, key: Key<'_>, index: Option<usize>, message: &str, details: impl FnOnce() -> String) {
+        let (tally, task) = (&key.requirement.tally, key.task);
+        match key.outcome {
+            Outcome::Pass => tally.pass(task, index),
             Outcome::Skip => tally.add(task, |c| c.skips += 1),
-            Outcome::Fail | Outcome::Error if tally.may_send(self.cap) => {
-                self.send(Key { spec, requirement, task, outcome }, 1, message, details());
-            }
+            Outcome::Fail | Outcome::Error if tally.may_send(self.cap) => self.send(key, 1, message, details()),
             Outcome::Fail => tally.add(task, |c| c.excess_fails += 1),
             Outcome::Error => tally.add(task, |c| c.excess_errors += 1),
         }
@@ -204,7 +194,7 @@ impl Emitter {
 
     /// Sends a heartbeat: versions in use, counters, the requirements that apply and how
     /// often each was evaluated since the previous heartbeat.
-    pub(super) fn heartbeat(&self, config: &AgentConfig, specs: &SpecSet) {
+    pub(super) fn heartbeat(&self, config: &AgentConfig, specs: &SpecSet, checked: i64) {
         let requirements = specs
             .specs
             .iter()
@@ -216,7 +206,7 @@ impl Emitter {
                 })
             })
             .collect();
-        let counters = self.counters();
+        let counters = self.counters(checked);
         let heartbeat = Heartbeat {
             agent_id: self.agent_id.clone(),
             component: config.component.clone(),

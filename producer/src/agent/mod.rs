@@ -32,7 +32,7 @@ use specaudit_core::record::{Outcome, SpecInUse, SpecVersion};
 use tokio::sync::watch;
 
 pub use self::config::AgentConfig;
-use self::emit::Emitter;
+use self::emit::{Emitter, Key};
 pub use self::emit::Counters;
 use self::specs::{CompiledSpec, SpecSet};
 
@@ -57,9 +57,9 @@ pub enum AgentError {
 /// One outcome of `check` or `assert`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CheckResult {
-    pub spec: Arc<str>,
+    pub spec: &'static str,
     pub spec_version: i64,
-    pub requirement: Arc<str>,
+    pub requirement: &'static str,
     pub outcome: Outcome,
     pub message: String,
 }
@@ -68,9 +68,8 @@ struct Shared {
     config: AgentConfig,
     /// Swapped whole when a version lands; `check` reads it without taking a lock.
     specs: ArcSwap<SpecSet>,
-    /// Versions replaced while `check` calls may still count into them: flushed on each
-    /// tick until no one holds them.
-    retired: Mutex<Vec<Arc<CompiledSpec>>>,
+    /// Versions replaced while `check` calls may still count into them.
+    retired: Mutex<Retired>,
     versions: watch::Sender<Vec<SpecInUse>>,
     emitter: Emitter,
     stop: AtomicBool,
@@ -129,7 +128,7 @@ impl Agent {
         let (versions, _) = watch::channel(Vec::new());
         Ok(Arc::new(Shared {
             specs: ArcSwap::from_pointee(SpecSet::default()),
-            retired: Mutex::new(Vec::new()),
+            retired: Mutex::new(Retired::default()),
             versions,
             emitter,
             stop: AtomicBool::new(false),
@@ -175,7 +174,7 @@ impl Agent {
 
     /// Counts since start.
     pub fn counters(&self) -> Counters {
-        self.shared.emitter.counters()
+        self.shared.emitter.counters(checked(&self.shared))
     }
 
     fn current(&self) -> Arc<SpecSet> {
@@ -188,20 +187,21 @@ impl Agent {
         // A guard, not a counted reference: the hot path takes no lock and no refcount.
         let specs = self.shared.specs.load();
         let prepared = Facts::new(facts);
-        let mut results = Vec::new();
+        let mut results = Vec::with_capacity(specs.checks);
         for spec in &specs.specs {
             for requirement in &spec.requirements {
                 let Some(check) = &requirement.check else { continue };
-                let evaluation = if requirement.applies_to(task) {
-                    check.evaluate_prepared(&prepared, &spec.cel_params)
-                } else {
-                    Evaluation { outcome: Outcome::Skip, message: String::new() }
+                let index = requirement.task_index(task);
+                let evaluation = match index {
+                    Some(_) => check.evaluate_prepared(&prepared, &spec.cel_params),
+                    None => Evaluation { outcome: Outcome::Skip, message: String::new() },
                 };
-                self.shared.emitter.record(spec, requirement, task, evaluation.outcome, &evaluation.message, || facts.to_string());
+                let key = Key { spec, requirement, task, outcome: evaluation.outcome };
+                self.shared.emitter.record(key, index, &evaluation.message, || facts.to_string());
                 results.push(CheckResult {
-                    spec: spec.name.clone(),
+                    spec: spec.name,
                     spec_version: spec.version,
-                    requirement: requirement.id.clone(),
+                    requirement: requirement.id,
                     outcome: evaluation.outcome,
                     message: evaluation.message,
                 });
@@ -223,12 +223,13 @@ impl Agent {
         let specs = self.current();
         let mut results = Vec::new();
         for spec in &specs.specs {
-            if let Some(r) = spec.requirements.iter().find(|r| &*r.id == requirement) {
-                self.shared.emitter.record(spec, r, task, outcome, message, || details.map(Value::to_string).unwrap_or_default());
+            if let Some(r) = spec.requirements.iter().find(|r| r.id == requirement) {
+                let key = Key { spec, requirement: r, task, outcome };
+                self.shared.emitter.record(key, r.task_index(task), message, || details.map(Value::to_string).unwrap_or_default());
                 results.push(CheckResult {
-                    spec: spec.name.clone(),
+                    spec: spec.name,
                     spec_version: spec.version,
-                    requirement: r.id.clone(),
+                    requirement: r.id,
                     outcome,
                     message: message.to_owned(),
                 });
@@ -249,7 +250,7 @@ impl Agent {
             let _ = thread.join();
         }
         flush_all(&self.shared);
-        self.shared.emitter.heartbeat(&self.shared.config, &self.current());
+        self.shared.emitter.heartbeat(&self.shared.config, &self.current(), checked(&self.shared));
         self.shared.emitter.flush(deadline.saturating_sub(started.elapsed()));
     }
 }
@@ -356,13 +357,32 @@ fn apply(shared: &Shared, version: &SpecVersion) {
         // Only the spec thread swaps, so load-then-store cannot lose an update.
         let (next, replaced) = shared.specs.load().with(&version.spec, compiled);
         let next = Arc::new(next);
+        // Under the lock, so that `checked` sees the replaced version in one place or the other.
+        let mut retired = shared.retired.lock().unwrap_or_else(|e| e.into_inner());
         shared.specs.store(Arc::clone(&next));
         // Its rolled-up outcomes still go out, under the version they were checked against.
-        shared.retired.lock().unwrap_or_else(|e| e.into_inner()).extend(replaced);
+        retired.specs.extend(replaced);
         next
     };
     tracing::info!(spec = %version.spec, version = version.version, "spec version in use");
     shared.versions.send_replace(next.in_use());
+}
+
+/// Replaced versions, flushed on each tick until no one holds them, and what the
+/// versions already forgotten had counted.
+#[derive(Debug, Default)]
+struct Retired {
+    specs: Vec<Arc<CompiledSpec>>,
+    forgotten_outcomes: i64,
+}
+
+/// Outcomes counted since start, by the versions in use, retired and forgotten. Counted
+/// in the requirements' tallies, so that `check` adds to no agent-wide counter.
+fn checked(shared: &Shared) -> i64 {
+    let retired = shared.retired.lock().unwrap_or_else(|e| e.into_inner());
+    let specs = shared.specs.load();
+    let counted: i64 = specs.specs.iter().chain(&retired.specs).map(|s| s.outcomes()).sum();
+    retired.forgotten_outcomes + counted
 }
 
 /// Sends the rolled-up outcomes of the current and the retired versions; forgets retired
@@ -373,10 +393,17 @@ fn flush_all(shared: &Shared) {
         shared.emitter.flush_rollups(spec);
     }
     let mut retired = shared.retired.lock().unwrap_or_else(|e| e.into_inner());
-    for spec in retired.iter() {
+    let Retired { specs, forgotten_outcomes } = &mut *retired;
+    for spec in specs.iter() {
         shared.emitter.flush_rollups(spec);
     }
-    retired.retain(|spec| Arc::strong_count(spec) > 1);
+    specs.retain(|spec| {
+        let held = Arc::strong_count(spec) > 1;
+        if !held {
+            *forgotten_outcomes += spec.outcomes();
+        }
+        held
+    });
 }
 
 /// Flushes rollups every interval and sends heartbeats, until the agent stops.
@@ -392,8 +419,61 @@ fn tick(shared: &Shared) {
         }
         if last_heartbeat.elapsed() >= shared.config.heartbeat_interval {
             let specs = shared.specs.load_full();
-            shared.emitter.heartbeat(&shared.config, &specs);
+            shared.emitter.heartbeat(&shared.config, &specs, checked(shared));
             last_heartbeat = Instant::now();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use specaudit_core::config::KafkaConfig;
+    use specaudit_core::spec::Spec;
+
+    const SPEC: &str = "apiVersion: specaudit/v1\nspec: t\ncomponents:\n  web:\n    requirements:\n      tls:\n        tasks: [serve]\n        check: {schema: {type: object, required: [tls]}}\n";
+
+    fn version(n: i64) -> SpecVersion {
+        let spec = Spec::parse(SPEC).unwrap_or_else(|e| panic!("{e}"));
+        SpecVersion {
+            spec: spec.spec.clone(),
+            version: n,
+            ts: 0,
+            author: "test".into(),
+            comment: String::new(),
+            sha256: spec.sha256(),
+            deleted: false,
+            document: spec.canonical_json(),
+            patch: "[]".into(),
+        }
+    }
+
+    #[test]
+    fn checked_stays_exact_while_threads_check_and_versions_are_replaced_and_forgotten() {
+        // Nothing listens on port 1: records wait in the queue and are dropped.
+        let kafka = KafkaConfig { brokers: "127.0.0.1:1".into(), ..KafkaConfig::default() };
+        let agent = Agent::with_specs(AgentConfig::new(kafka, "web", "w-1"), &[version(1)]).unwrap_or_else(|e| panic!("{e}"));
+        let (threads, n) = (4, 20_000);
+        std::thread::scope(|s| {
+            for _ in 0..threads {
+                s.spawn(|| {
+                    for i in 0..n {
+                        let results = agent.check(if i % 3 == 0 { "other" } else { "serve" }, &json!({"tls": "1.3"}));
+                        assert_eq!(results.len(), 1);
+                    }
+                });
+            }
+            for v in 2..8 {
+                apply(&agent.shared, &version(v));
+                flush_all(&agent.shared);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        });
+        flush_all(&agent.shared);
+        let retired = agent.shared.retired.lock().unwrap_or_else(|e| e.into_inner()).specs.len();
+        assert_eq!(retired, 0, "replaced versions nobody holds are forgotten");
+        assert_eq!(agent.counters().checked, threads * n);
+        agent.shutdown(Duration::ZERO);
     }
 }

@@ -1,18 +1,36 @@
 //! The specs an agent runs, compiled for its component: each check compiled once per
 //! spec version.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 use specaudit_core::check::{cel_value, CompiledCheck};
 use specaudit_core::record::{Severity, SpecInUse, SpecVersion};
 use specaudit_core::spec::Spec;
 
+/// A spec name or requirement id, kept for the rest of the process, each distinct name
+/// once: results carry names without reference counting, which costs on every `check`
+/// and contends when many threads check the same requirement. The memory is bounded by
+/// the names the specs ever used.
+fn intern(name: &str) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    match names.get(name) {
+        Some(name) => name,
+        None => {
+            let name: &'static str = Box::leak(name.into());
+            names.insert(name);
+            name
+        }
+    }
+}
+
 /// One requirement that applies to the agent's component.
 #[derive(Debug)]
 pub(super) struct CompiledRequirement {
-    pub(super) id: Arc<str>,
+    pub(super) id: &'static str,
     pub(super) severity: Severity,
     pub(super) tasks: Option<Vec<String>>,
     /// None: the component's own code asserts it.
@@ -21,16 +39,40 @@ pub(super) struct CompiledRequirement {
     pub(super) tally: Tally,
 }
 
-/// What one requirement has collected since the last flush. Counting a pass costs one
-/// uncontended lock and a lookup by the task name: no allocation once a task was seen.
-#[derive(Debug, Default)]
+/// What one requirement has collected. A pass of a task the requirement names (or, for a
+/// requirement of every task, of the first task it sees) costs one atomic add in that
+/// task's slot: no lock, no lookup. Other outcomes take an uncontended lock and a lookup
+/// by the task name, with no allocation once a task was seen.
+///
+/// Counters only grow; a flush or a heartbeat takes what was added since the previous
+/// one, so an add racing either is counted once, in this call or the next.
+#[derive(Debug)]
 pub(super) struct Tally {
-    /// task → counts rolled up into one assertion per (task, kind) at the next flush.
-    by_task: Mutex<rustc_hash::FxHashMap<Box<str>, Counts>>,
-    /// Evaluations since the last heartbeat.
-    evaluations: AtomicI64,
+    /// One per task the requirement names, in order; one for the first task seen when it
+    /// names none.
+    slots: Box<[Slot]>,
+    every_task: bool,
+    rollups: Mutex<Rollups>,
+    /// Outcomes counted outside the slots.
+    others: AtomicI64,
+    /// The outcomes total the previous heartbeat reported up to.
+    reported: AtomicI64,
     /// Fails and errors sent one by one in this interval (for the per-requirement cap).
     sent: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+struct Slot {
+    task: OnceLock<Box<str>>,
+    passes: AtomicI64,
+}
+
+#[derive(Debug, Default)]
+struct Rollups {
+    /// task → counts rolled up into one assertion per (task, kind) at the next flush.
+    by_task: rustc_hash::FxHashMap<Box<str>, Counts>,
+    /// Each slot's passes at the previous flush.
+    flushed: Vec<i64>,
 }
 
 /// Rolled-up outcomes of one task.
@@ -44,47 +86,101 @@ pub(super) struct Counts {
 }
 
 impl Tally {
-    pub(super) fn add(&self, task: &str, count: impl FnOnce(&mut Counts)) {
-        let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
-        match by_task.get_mut(task) {
-            Some(counts) => count(counts),
-            None => count(by_task.entry(task.into()).or_default()),
+    /// A tally for a requirement of `tasks` (None: of every task).
+    pub(super) fn new(tasks: Option<&[String]>) -> Tally {
+        let slots: Box<[Slot]> = match tasks {
+            None => Box::new([Slot::default()]),
+            Some(tasks) => tasks.iter().map(|t| Slot { task: OnceLock::from(Box::from(t.as_str())), ..Slot::default() }).collect(),
+        };
+        Tally {
+            rollups: Mutex::new(Rollups { by_task: Default::default(), flushed: vec![0; slots.len()] }),
+            slots,
+            every_task: tasks.is_none(),
+            others: AtomicI64::new(0),
+            reported: AtomicI64::new(0),
+            sent: AtomicI64::new(0),
         }
     }
 
-    pub(super) fn evaluated(&self) {
-        self.evaluations.fetch_add(1, Ordering::Relaxed);
+    /// Counts a pass of `task`, at `index` in the requirement's tasks (see
+    /// [`CompiledRequirement::task_index`]).
+    #[inline]
+    pub(super) fn pass(&self, task: &str, index: Option<usize>) {
+        if let Some(slot) = index.and_then(|i| self.slots.get(i)) {
+            // A named task's index already matched it; the first-seen slot must compare.
+            if !self.every_task || **slot.task.get_or_init(|| task.into()) == *task {
+                slot.passes.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
+        self.add(task, |c| c.passes += 1);
     }
 
-    /// Counts one fail or error sent; false once `cap` of them were sent this interval.
+    pub(super) fn add(&self, task: &str, count: impl FnOnce(&mut Counts)) {
+        self.others.fetch_add(1, Ordering::Relaxed);
+        let mut rollups = self.rollups.lock().unwrap_or_else(|e| e.into_inner());
+        match rollups.by_task.get_mut(task) {
+            Some(counts) => count(counts),
+            None => count(rollups.by_task.entry(task.into()).or_default()),
+        }
+    }
+
+    /// Counts one fail or error to send now; false once `cap` of them were sent this
+    /// interval (the caller then counts it with [`add`](Self::add)).
     pub(super) fn may_send(&self, cap: Option<u32>) -> bool {
         let sent = self.sent.fetch_add(1, Ordering::Relaxed);
-        cap.is_none_or(|cap| sent < i64::from(cap))
+        let may = cap.is_none_or(|cap| sent < i64::from(cap));
+        if may {
+            self.others.fetch_add(1, Ordering::Relaxed);
+        }
+        may
     }
 
-    /// Takes what was collected, for a rollup flush.
+    /// Takes what was collected since the previous drain, for a rollup flush.
     pub(super) fn drain(&self) -> Vec<(String, Counts)> {
         self.sent.store(0, Ordering::Relaxed);
-        let mut by_task = self.by_task.lock().unwrap_or_else(|e| e.into_inner());
-        by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.to_string(), std::mem::take(c))).collect()
+        let mut rollups = self.rollups.lock().unwrap_or_else(|e| e.into_inner());
+        let Rollups { by_task, flushed } = &mut *rollups;
+        let mut out: Vec<(String, Counts)> = Vec::new();
+        for (slot, flushed) in self.slots.iter().zip(flushed.iter_mut()) {
+            let passes = slot.passes.load(Ordering::Relaxed);
+            if let (Some(task), true) = (slot.task.get(), passes > *flushed) {
+                out.push((task.to_string(), Counts { passes: passes - *flushed, ..Counts::default() }));
+                *flushed = passes;
+            }
+        }
+        out.extend(by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.to_string(), std::mem::take(c))));
+        out
+    }
+
+    /// Every outcome counted since the tally was made.
+    pub(super) fn outcomes(&self) -> i64 {
+        self.slots.iter().map(|s| s.passes.load(Ordering::Relaxed)).sum::<i64>() + self.others.load(Ordering::Relaxed)
     }
 
     /// Evaluations since the previous call.
     pub(super) fn take_evaluations(&self) -> i64 {
-        self.evaluations.swap(0, Ordering::Relaxed)
+        let total = self.outcomes();
+        // fetch_max: of two racing callers, the one with the older total reports nothing.
+        (total - self.reported.fetch_max(total, Ordering::Relaxed)).max(0)
     }
 }
 
 impl CompiledRequirement {
-    pub(super) fn applies_to(&self, task: &str) -> bool {
-        self.tasks.as_ref().is_none_or(|tasks| tasks.iter().any(|t| t == task))
+    /// Where `task` is in the requirement's tasks (0 when it names none, as it applies to
+    /// every task); None when the requirement does not apply to it.
+    pub(super) fn task_index(&self, task: &str) -> Option<usize> {
+        match &self.tasks {
+            None => Some(0),
+            Some(tasks) => tasks.iter().position(|t| t == task),
+        }
     }
 }
 
 /// One spec version, reduced to what applies to the component.
 #[derive(Debug)]
 pub(super) struct CompiledSpec {
-    pub(super) name: Arc<str>,
+    pub(super) name: &'static str,
     pub(super) version: i64,
     pub(super) params: Value,
     /// The params as CEL values, converted once per version.
@@ -93,6 +189,11 @@ pub(super) struct CompiledSpec {
 }
 
 impl CompiledSpec {
+    /// Every outcome its requirements counted.
+    pub(super) fn outcomes(&self) -> i64 {
+        self.requirements.iter().map(|r| r.tally.outcomes()).sum()
+    }
+
     /// Compiles what of `version` applies to `component`; None for a delete or a spec that
     /// says nothing about the component.
     pub(super) fn compile(version: &SpecVersion, component: &str) -> Option<Result<CompiledSpec, String>> {
@@ -114,11 +215,11 @@ impl CompiledSpec {
                 Err(error) => return Some(Err(format!("{}: {error}", r.id))),
             };
             requirements.push(CompiledRequirement {
-                id: r.id.into(),
+                id: intern(&r.id),
                 severity: r.requirement.severity(),
                 tasks: r.requirement.tasks.clone(),
                 check,
-                tally: Tally::default(),
+                tally: Tally::new(r.requirement.tasks.as_deref()),
             });
         }
         let params = Value::Object(applicable.params);
@@ -126,7 +227,7 @@ impl CompiledSpec {
             Ok(v) => v,
             Err(error) => return Some(Err(format!("params cannot be given to CEL: {error}"))),
         };
-        Some(Ok(CompiledSpec { name: spec.spec.into(), version: version.version, params, cel_params, requirements }))
+        Some(Ok(CompiledSpec { name: intern(&spec.spec), version: version.version, params, cel_params, requirements }))
     }
 }
 
@@ -134,6 +235,8 @@ impl CompiledSpec {
 #[derive(Debug, Default)]
 pub(super) struct SpecSet {
     pub(super) specs: Vec<Arc<CompiledSpec>>,
+    /// Requirements with a check: the results of one `check`.
+    pub(super) checks: usize,
 }
 
 impl SpecSet {
@@ -144,10 +247,98 @@ impl SpecSet {
     /// A new set with `name` replaced by `compiled` (or removed when None), and the
     /// version it replaced.
     pub(super) fn with(&self, name: &str, compiled: Option<Arc<CompiledSpec>>) -> (SpecSet, Option<Arc<CompiledSpec>>) {
-        let replaced = self.specs.iter().find(|s| &*s.name == name).cloned();
-        let mut specs: Vec<Arc<CompiledSpec>> = self.specs.iter().filter(|s| &*s.name != name).cloned().collect();
+        let replaced = self.specs.iter().find(|s| s.name == name).cloned();
+        let mut specs: Vec<Arc<CompiledSpec>> = self.specs.iter().filter(|s| s.name != name).cloned().collect();
         specs.extend(compiled);
-        specs.sort_by(|a, b| a.name.cmp(&b.name));
-        (SpecSet { specs }, replaced)
+        specs.sort_by(|a, b| a.name.cmp(b.name));
+        let checks = specs.iter().flat_map(|s| &s.requirements).filter(|r| r.check.is_some()).count();
+        (SpecSet { specs, checks }, replaced)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Runs `threads` × `per_thread` calls of `work` while the main thread drains and takes
+    /// evaluations as a flush and heartbeats would; returns what all the drains and the
+    /// heartbeats took.
+    fn race(tally: &Tally, threads: usize, per_thread: usize, work: impl Fn(usize, usize) + Sync) -> (BTreeMap<String, Counts>, i64) {
+        let mut drained: BTreeMap<String, Counts> = BTreeMap::new();
+        let mut evaluations = 0;
+        let mut take = |drained: &mut BTreeMap<String, Counts>| {
+            for (task, c) in tally.drain() {
+                let sum = drained.entry(task).or_default();
+                sum.passes += c.passes;
+                sum.skips += c.skips;
+                sum.excess_fails += c.excess_fails;
+                sum.excess_errors += c.excess_errors;
+            }
+            evaluations += tally.take_evaluations();
+        };
+        std::thread::scope(|s| {
+            let running: Vec<_> = (0..threads).map(|t| s.spawn({
+                let work = &work;
+                move || (0..per_thread).for_each(|i| work(t, i))
+            })).collect();
+            while running.iter().any(|h| !h.is_finished()) {
+                take(&mut drained);
+            }
+        });
+        take(&mut drained);
+        (drained, evaluations)
+    }
+
+    fn counts(passes: i64, skips: i64) -> Counts {
+        Counts { passes, skips, ..Counts::default() }
+    }
+
+    #[test]
+    fn named_tasks_count_exactly_across_threads_and_racing_drains() {
+        let tally = Tally::new(Some(&["serve".to_owned(), "admin".to_owned()]));
+        let (threads, n) = (4, 50_000);
+        let (drained, evaluations) = race(&tally, threads, n, |t, i| match (t + i) % 4 {
+            0 | 1 => tally.pass("serve", Some(0)),
+            2 => tally.pass("admin", Some(1)),
+            // A pass of a task the requirement does not name (from `assert`) and a skip.
+            _ if i % 2 == 0 => tally.pass("other", None),
+            _ => tally.add("other", |c| c.skips += 1),
+        });
+        let total = (threads * n) as i64;
+        let expected: BTreeMap<String, Counts> =
+            [("admin".to_owned(), counts(total / 4, 0)), ("other".to_owned(), counts(total / 8, total / 8)), ("serve".to_owned(), counts(total / 2, 0))]
+                .into_iter()
+                .collect();
+        assert_eq!(drained, expected);
+        assert_eq!(evaluations, total);
+        assert_eq!(tally.outcomes(), total);
+        assert!(tally.drain().is_empty());
+    }
+
+    #[test]
+    fn a_requirement_of_every_task_counts_its_first_task_in_the_slot_and_the_rest_by_name() {
+        let tally = Tally::new(None);
+        let (threads, n) = (4, 50_000);
+        let (drained, evaluations) = race(&tally, threads, n, |t, i| tally.pass(if (t + i) % 2 == 0 { "a" } else { "b" }, Some(0)));
+        let total = (threads * n) as i64;
+        let expected: BTreeMap<String, Counts> = [("a".to_owned(), counts(total / 2, 0)), ("b".to_owned(), counts(total / 2, 0))].into_iter().collect();
+        assert_eq!(drained, expected);
+        assert_eq!(evaluations, total);
+    }
+
+    #[test]
+    fn fails_within_the_cap_are_sent_and_counted_as_evaluations() {
+        let tally = Tally::new(Some(&["serve".to_owned()]));
+        let sent = (0..5).filter(|_| tally.may_send(Some(3))).count();
+        for _ in sent..5 {
+            tally.add("serve", |c| c.excess_fails += 1);
+        }
+        assert_eq!(sent, 3);
+        assert_eq!(tally.drain(), [("serve".to_owned(), Counts { excess_fails: 2, ..Counts::default() })]);
+        assert_eq!(tally.take_evaluations(), 5);
+        assert_eq!(tally.take_evaluations(), 0);
+        // The cap starts again with each flush.
+        assert!(tally.may_send(Some(3)));
     }
 }
