@@ -35,7 +35,7 @@ pub(super) struct CompiledRequirement {
     pub(super) tasks: Option<Vec<String>>,
     /// None: the component's own code asserts it.
     pub(super) check: Option<CompiledCheck>,
-    /// Outcomes waiting for the next rollup flush.
+    /// Outcomes counted, for rollup flushes, heartbeats and the agent's counters.
     pub(super) tally: Tally,
 }
 
@@ -116,6 +116,7 @@ impl Tally {
         self.add(task, |c| c.passes += 1);
     }
 
+    /// Counts an outcome by task name, under the lock.
     pub(super) fn add(&self, task: &str, count: impl FnOnce(&mut Counts)) {
         self.others.fetch_add(1, Ordering::Relaxed);
         let mut rollups = self.rollups.lock().unwrap_or_else(|e| e.into_inner());
