@@ -5,62 +5,26 @@
 mod alarmer_common;
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::time::{Duration, Instant};
 
-use alarmer_common::{assertion, specs_topic_ready, Feed, Receiver, SECRET};
+use alarmer_common::{assertion, config_file, specs_topic_ready, Feed, Receiver};
 use specaudit_core::record::{Outcome, Severity};
 use specaudit_core::spec::Spec;
 use specaudit_producer::publish::{publish, Change, Meta};
 use specaudit_tests::process::{workspace_bin, Service};
 use specaudit_tests::TestEnv;
 
-fn config(env: &TestEnv, hook: &Receiver) -> tempfile::NamedTempFile {
-    let text = format!(
-        r#"
-[kafka]
-brokers = "{brokers}"
-topic_prefix = "{prefix}"
-
-[alarmer]
-group_id = "alarmer-{id}"
-tick = "100ms"
-critical_single_failure = false
-min_lookback = "1m"
-drain_timeout = "2s"
-
-[notify]
-retry_initial = "100ms"
-retry_max = "1s"
-
-[receivers.hook]
-type = "webhook"
-url = "{url}"
-secret = "{SECRET}"
-timeout = "2s"
-
-[[routes]]
-receivers = ["hook"]
-
+const RULES: &str = r#"
 [[rules]]
 name = "ratio"
-match = {{ requirement = "api/auth" }}
-when = {{ failure_ratio_above = 0.5, min_samples = 8, window = "5s" }}
+match = { requirement = "api/auth" }
+when = { failure_ratio_above = 0.5, min_samples = 8, window = "5s" }
 
 [[rules]]
 name = "silent"
-match = {{ requirement = "api/audit" }}
-when = {{ silent_for = "3s" }}
-"#,
-        brokers = env.kafka.brokers,
-        prefix = env.kafka.topic_prefix,
-        id = env.id,
-        url = hook.url,
-    );
-    let mut file = tempfile::Builder::new().suffix(".toml").tempfile().expect("config file");
-    file.write_all(text.as_bytes()).expect("config file");
-    file
-}
+match = { requirement = "api/audit" }
+when = { silent_for = "3s" }
+"#;
 
 async fn healthy(alarmer: &Service) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -83,7 +47,7 @@ async fn two_copies_judge_groups_spanning_instances_whole_and_notify_once() {
     let meta = Meta { author: "test".into(), comment: String::new(), expect_version: Some(0) };
     publish(&env.kafka, Change::Replace(spec), meta).await.unwrap();
 
-    let file = config(&env, &hook);
+    let file = config_file(&env, &hook, false, "", RULES);
     let config = file.path().display().to_string();
     let exe = workspace_bin("specaudit-alarmer");
     let name = format!("specaudit-alarmer-{}", env.id);

@@ -116,6 +116,12 @@ impl Drop for Receiver {
 /// stack's Alertmanager, when `alertmanager`), every alarm routed to them, plus `extra`
 /// TOML (rules, waivers, [alarmer] keys).
 pub fn config(env: &TestEnv, receiver: &Receiver, alertmanager: bool, alarmer_keys: &str, extra: &str) -> AlarmerConfig {
+    let file = config_file(env, receiver, alertmanager, alarmer_keys, extra);
+    specaudit_core::config::load_with_env(Some(file.path()), Vec::new()).unwrap()
+}
+
+/// [`config`] as a file, for the `specaudit-alarmer` binary.
+pub fn config_file(env: &TestEnv, receiver: &Receiver, alertmanager: bool, alarmer_keys: &str, extra: &str) -> tempfile::NamedTempFile {
     let receivers = if alertmanager { "[\"hook\", \"am\"]" } else { "[\"hook\"]" };
     let am = if alertmanager {
         format!("[receivers.am]\ntype = \"alertmanager\"\nurl = \"{}\"\n", specaudit_tests::alertmanager_url())
@@ -160,7 +166,7 @@ receivers = {receivers}
     );
     let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     file.write_all(text.as_bytes()).unwrap();
-    specaudit_core::config::load_with_env(Some(file.path()), Vec::new()).unwrap()
+    file
 }
 
 /// An alarmer running in this process.
