@@ -114,9 +114,10 @@ impl Spec {
         validate::parse(text)
     }
 
-    /// Parses and validates a spec from its canonical JSON (as stored on the topics).
+    /// Parses and validates a spec from its canonical JSON (as stored on the topics), read
+    /// as JSON: a YAML 1.1 reader would take U+2028 and its kin for line breaks.
     pub fn from_json(text: &str) -> Result<Spec, SpecError> {
-        Spec::parse(text)
+        validate::parse_json(text)
     }
 
     /// Validates a document already held as a value (e.g. the result of a JSON Patch);
@@ -149,8 +150,20 @@ impl Spec {
     }
 }
 
-/// Writes `value` as JSON with object keys sorted at every level.
+/// Writes `value` as JSON with object keys sorted at every level. The characters YAML 1.1
+/// (and JavaScript source) take for line breaks inside strings are escaped, so the
+/// canonical form reads back the same through any of the parsers that accept specs.
 pub fn canonical_json(value: &Value) -> String {
+    fn string(text: &str, out: &mut String) {
+        let quoted = Value::String(text.to_owned()).to_string();
+        if quoted.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
+            out.push_str(
+                &quoted.replace('\u{85}', "\\u0085").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029"),
+            );
+        } else {
+            out.push_str(&quoted);
+        }
+    }
     fn write(value: &Value, out: &mut String) {
         match value {
             Value::Object(map) => {
@@ -161,7 +174,7 @@ pub fn canonical_json(value: &Value) -> String {
                     if i > 0 {
                         out.push(',');
                     }
-                    out.push_str(&Value::String(key.clone()).to_string());
+                    string(key, out);
                     out.push(':');
                     write(&map[key], out);
                 }
@@ -177,6 +190,7 @@ pub fn canonical_json(value: &Value) -> String {
                 }
                 out.push(']');
             }
+            Value::String(text) => string(text, out),
             scalar => out.push_str(&scalar.to_string()),
         }
     }

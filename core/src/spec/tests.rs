@@ -179,6 +179,27 @@ fn yaml_to_canonical_json_to_yaml_round_trips() {
 }
 
 #[test]
+fn line_separators_in_strings_survive_every_form() {
+    // YAML 1.1 takes U+2028, U+2029 and U+0085 for line breaks and folds the space before
+    // them; the canonical JSON escapes them so every reader keeps the text as written.
+    let mut value = Spec::parse(EXAMPLE).unwrap().to_value();
+    let text = "only \u{2028}TLS \u{2029}and \u{85}more";
+    value["description"] = text.into();
+    let spec = Spec::from_value(value).unwrap();
+    let json = spec.canonical_json();
+    assert!(json.contains(r"only \u2028TLS \u2029and \u0085more"), "{json}");
+    for (form, again) in [
+        ("from_json", Spec::from_json(&json)),
+        ("parse of the canonical JSON", Spec::parse(&json)),
+        ("parse of the YAML", Spec::parse(&spec.to_yaml())),
+    ] {
+        let again = again.unwrap_or_else(|e| panic!("{form}: {e}"));
+        assert_eq!(again.description, text, "{form}");
+        assert_eq!(again.sha256(), spec.sha256(), "{form}");
+    }
+}
+
+#[test]
 fn json_and_yaml_of_one_spec_are_the_same_version() {
     let spec = Spec::parse(EXAMPLE).unwrap();
     let pretty = serde_json::to_string_pretty(&spec.to_value()).unwrap();

@@ -81,6 +81,18 @@ pub(super) fn parse(text: &str) -> Result<Spec, SpecError> {
     validate(value, Some(text))
 }
 
+/// Parses JSON text (a spec's canonical form) into a value, then validates it.
+pub(super) fn parse_json(text: &str) -> Result<Spec, SpecError> {
+    let value: Value = serde_json::from_str(text).map_err(|e| SpecError {
+        problems: vec![Problem {
+            path: String::new(),
+            line: Some(e.line()),
+            message: format!("not a JSON document: {e}"),
+        }],
+    })?;
+    validate(value, Some(text))
+}
+
 /// Validates a document value; `text` is where it came from, for lines.
 pub(super) fn validate(value: Value, text: Option<&str>) -> Result<Spec, SpecError> {
     let mut found: Vec<(Place, String)> = Vec::new();
