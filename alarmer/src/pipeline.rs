@@ -14,7 +14,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::FutureProducer;
 use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
-use specaudit_core::kafka::{client_config, read_to_end, Topics};
+use specaudit_core::kafka::{client_config, client_config_with, read_to_end, Topics};
 use specaudit_core::record::{now_ms, AlarmEvent, Assertion, Heartbeat, SpecVersion};
 use specaudit_core::telemetry::Health;
 use tokio_util::sync::CancellationToken;
@@ -95,14 +95,9 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
         .create_with_context(membership.clone())
         .map_err(kafka_err("creating the group consumer"))?;
     group.subscribe(&[&topics.assertions]).map_err(kafka_err("joining the group on the assertions topic"))?;
-    let mut reader = client_config(&config.kafka);
     // Not fetching again for a second whenever the prefetch queue is full keeps a replay fast.
-    for (key, value) in [("fetch.wait.max.ms", "10"), ("fetch.queue.backoff.ms", "10"), ("queued.max.messages.kbytes", "16384")] {
-        if !config.kafka.client.contains_key(key) {
-            reader.set(key, value);
-        }
-    }
-    let reader: StreamConsumer = reader
+    let replay_fetch = [("fetch.wait.max.ms", "10"), ("fetch.queue.backoff.ms", "10"), ("queued.max.messages.kbytes", "16384")];
+    let reader: StreamConsumer = client_config_with(&config.kafka, &replay_fetch)
         .set("group.id", &config.alarmer.group_id)
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")

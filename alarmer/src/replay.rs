@@ -14,7 +14,7 @@
 //! and evaluation waits until each partition reached the end it had then. Offsets are
 //! never committed: where to start is a matter of time, not of progress.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -131,7 +131,7 @@ impl ConsumerContext for Membership {
 /// A replay in progress: the partitions still short of the end they had when it began.
 #[derive(Debug, Default)]
 pub struct Replay {
-    targets: HashMap<(String, i32), i64>,
+    targets: Vec<(String, i32, i64)>,
 }
 
 impl Replay {
@@ -170,7 +170,7 @@ impl Replay {
                 _ => high,
             };
             if start < high {
-                replay.targets.insert((topic.clone(), partition), high);
+                replay.targets.push((topic.clone(), partition, high));
             }
             assignment.add_partition_offset(&topic, partition, Offset::Offset(start))?;
         }
@@ -184,10 +184,8 @@ impl Replay {
         if self.targets.is_empty() {
             return;
         }
-        let key = (topic.to_owned(), partition);
-        if self.targets.get(&key).is_some_and(|target| offset + 1 >= *target) {
-            self.targets.remove(&key);
-        }
+        // A few partitions: a scan beats hashing an owned key per record.
+        self.targets.retain(|(t, p, target)| !(*p == partition && offset + 1 >= *target && t == topic));
     }
 
     /// Every partition has been replayed to where it ended when the replay began.

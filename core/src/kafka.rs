@@ -85,6 +85,16 @@ pub fn client_config(config: &KafkaConfig) -> ClientConfig {
     client
 }
 
+/// [`client_config`] with a service's own defaults for settings `[kafka.client]` leaves
+/// unset: the operator's settings win.
+pub fn client_config_with(config: &KafkaConfig, defaults: &[(&str, &str)]) -> ClientConfig {
+    let mut client = client_config(config);
+    for (key, value) in defaults.iter().filter(|(key, _)| !config.client.contains_key(*key)) {
+        client.set(*key, *value);
+    }
+    client
+}
+
 /// Creates the specaudit topics under `config.topic_prefix` where missing.
 pub async fn ensure_topics(config: &KafkaConfig) -> Result<(), KafkaError> {
     let admin: AdminClient<DefaultClientContext> = client_config(config).create()?;

@@ -139,13 +139,9 @@ pub const FETCH: &[(&str, &str)] = &[
 
 /// The group consumer, subscribed to `topics`.
 pub fn create(config: &IngesterConfig, context: IngestContext, topics: &[&str]) -> anyhow::Result<StreamConsumer<IngestContext>> {
-    let mut client = specaudit_core::kafka::client_config(&config.kafka);
+    let mut client = specaudit_core::kafka::client_config_with(&config.kafka, FETCH);
     if let Some(instance) = &config.ingest.instance_id {
         client.set("group.instance.id", instance);
-    }
-    // Defaults: `[kafka.client]` may set these too.
-    for (key, value) in FETCH.iter().filter(|(key, _)| !config.kafka.client.contains_key(*key)) {
-        client.set(*key, *value);
     }
     let consumer: StreamConsumer<IngestContext> = client
         .set("group.id", &config.ingest.group_id)

@@ -76,12 +76,8 @@ pub async fn catch_up(client: &clickhouse::Client, table: &str, n: u64, rollup_s
 /// assertions topic. Records/s.
 pub fn bare_consume(env: &TestEnv, n: u64) -> f64 {
     let topic = Topics::new(&env.kafka.topic_prefix).assertions;
-    let mut client = specaudit_core::kafka::client_config(&env.kafka);
     // The ingester's fetch settings: without them a bare consumer idles in fetch backoffs.
-    for (key, value) in specaudit_ingester::consumer::FETCH {
-        client.set(*key, *value);
-    }
-    let consumer: BaseConsumer = client
+    let consumer: BaseConsumer = specaudit_core::kafka::client_config_with(&env.kafka, specaudit_ingester::consumer::FETCH)
         .set("group.id", format!("bare-{}", env.id))
         .set("enable.auto.commit", "false")
         .create()
