@@ -50,6 +50,12 @@ pub trait Record: Serialize + DeserializeOwned {
         None
     }
 
+    /// [`read_current`](Self::read_current) over an existing record, reusing its
+    /// allocations where the type can.
+    fn read_current_into(body: &mut reader::Reader<'_>, into: &mut Self) -> Option<Result<(), reader::Error>> {
+        Self::read_current(body).map(|read| read.map(|record| *into = record))
+    }
+
     /// Appends the body with the current schema in one pass, without `apache_avro`'s
     /// `Value` tree; false for the types left to `apache_avro` (see [`writer`]).
     fn write_current(&self, _out: &mut Vec<u8>) -> bool {
@@ -190,6 +196,25 @@ impl<T: Record> Codec<T> {
         Ok(record)
     }
 
+    /// [`decode`](Self::decode) over `into`: records of the current schema are read in
+    /// place, reusing `into`'s allocations (a consumer of millions of records decodes each
+    /// into the same one); anything else is decoded as by `decode`. On error, `into` holds
+    /// unspecified content.
+    pub fn decode_into(&self, bytes: &[u8], into: &mut T) -> Result<(), DecodeError> {
+        if bytes.len() >= HEADER_LEN && bytes[..2] == AVRO_MAGIC && bytes[2..HEADER_LEN] == self.fingerprint {
+            let mut reader = reader::Reader::new(&bytes[HEADER_LEN..]);
+            if let Some(read) = T::read_current_into(&mut reader, into) {
+                read.map_err(DecodeError::Avro)?;
+                if reader.remaining() > 0 {
+                    return Err(DecodeError::TrailingBytes { trailing: reader.remaining() });
+                }
+                return into.validate().map_err(DecodeError::Invalid);
+            }
+        }
+        *into = self.decode(bytes)?;
+        Ok(())
+    }
+
     fn decode_avro(&self, bytes: &[u8]) -> Result<T, DecodeError> {
         if bytes.len() < HEADER_LEN {
             return Err(DecodeError::Truncated { len: bytes.len() });
@@ -253,7 +278,10 @@ fn check_labels(labels: &std::collections::BTreeMap<String, String>) -> Result<(
     }
     for (k, v) in labels {
         check_required("label name", k)?;
-        check_len(&format!("label {k}"), v)?;
+        // The field's name is only spelt out for the error: this runs for every record.
+        if v.len() > MAX_FIELD_BYTES {
+            check_len(&format!("label {k}"), v)?;
+        }
     }
     Ok(())
 }
@@ -264,6 +292,10 @@ impl Record for Assertion {
 
     fn read_current(body: &mut reader::Reader<'_>) -> Option<Result<Self, reader::Error>> {
         Some(reader::assertion(body))
+    }
+
+    fn read_current_into(body: &mut reader::Reader<'_>, into: &mut Self) -> Option<Result<(), reader::Error>> {
+        Some(reader::assertion_into(body, into))
     }
 
     fn write_current(&self, out: &mut Vec<u8>) -> bool {

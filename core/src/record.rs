@@ -103,6 +103,29 @@ pub struct Assertion {
     pub labels: BTreeMap<String, String>,
 }
 
+/// An empty assertion, to decode into: not a valid record (nil id, no names).
+impl Default for Assertion {
+    fn default() -> Self {
+        Assertion {
+            assertion_id: Uuid::nil(),
+            ts: 0,
+            spec: String::new(),
+            spec_version: 0,
+            component: String::new(),
+            instance: String::new(),
+            agent_id: String::new(),
+            requirement: String::new(),
+            task: String::new(),
+            outcome: Outcome::Pass,
+            severity: Severity::Major,
+            count: 0,
+            message: String::new(),
+            details: String::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
 /// A spec version an agent runs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

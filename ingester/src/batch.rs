@@ -104,20 +104,7 @@ impl<R: SourcedRow> Batch<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::Source;
-
-    #[derive(Debug, clickhouse::Row, serde::Serialize)]
-    struct Row {
-        partition: i32,
-        offset: i64,
-    }
-
-    impl SourcedRow for Row {
-        const TABLE: &'static str = "rows";
-        fn source(&self) -> Source {
-            Source { partition: self.partition, offset: self.offset }
-        }
-    }
+    use crate::rows::TestRow as Row;
 
     fn limits(max_rows: usize, max_bytes: usize) -> IngestConfig {
         IngestConfig { max_rows, max_bytes, max_delay: Duration::from_secs(3600), ..IngestConfig::default() }

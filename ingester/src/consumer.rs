@@ -2,7 +2,7 @@
 //! callbacks), consumer lag from librdkafka's statistics, and pausing intake while
 //! ClickHouse cannot take rows.
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -17,7 +17,7 @@ use crate::config::IngesterConfig;
 #[derive(Debug, Default)]
 pub struct Ownership {
     /// Topic → partitions.
-    pub assigned: HashMap<String, HashSet<i32>>,
+    pub assigned: FxHashMap<String, FxHashSet<i32>>,
     /// Revoked since the loop last looked: their pending rows must be dropped.
     pub revoked: Vec<(String, i32)>,
     /// Bumped on every assignment, so a paused consumer knows to pause the newcomers.

@@ -15,15 +15,34 @@ use crate::rows::SourcedRow;
 
 /// Partition → (first, last) offset of `rows`.
 pub fn ranges<R: SourcedRow>(rows: &[R]) -> BTreeMap<i32, (i64, i64)> {
+    fn widen(out: &mut BTreeMap<i32, (i64, i64)>, (partition, first, last): (i32, i64, i64)) {
+        out.entry(partition)
+            .and_modify(|(f, l): &mut (i64, i64)| {
+                *f = (*f).min(first);
+                *l = (*l).max(last);
+            })
+            .or_insert((first, last));
+    }
     let mut out = BTreeMap::new();
+    // Rows come in long runs of one partition (Kafka hands them out a fetch at a time):
+    // the map is touched once per run.
+    let mut run: Option<(i32, i64, i64)> = None;
     for row in rows {
         let s = row.source();
-        out.entry(s.partition)
-            .and_modify(|(first, last): &mut (i64, i64)| {
+        match &mut run {
+            Some((partition, first, last)) if *partition == s.partition => {
                 *first = (*first).min(s.offset);
                 *last = (*last).max(s.offset);
-            })
-            .or_insert((s.offset, s.offset));
+            }
+            _ => {
+                if let Some(done) = run.replace((s.partition, s.offset, s.offset)) {
+                    widen(&mut out, done);
+                }
+            }
+        }
+    }
+    if let Some(done) = run {
+        widen(&mut out, done);
     }
     out
 }
@@ -85,5 +104,22 @@ impl Progress {
             present.extend(rows.into_iter().map(|o| (partition, o)));
         }
         Ok(present)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::TestRow;
+
+    #[test]
+    fn ranges_span_each_partition_whatever_the_order() {
+        let rows: Vec<TestRow> = [(0, 5), (0, 6), (1, 9), (1, 3), (0, 2), (2, 7), (1, 4), (0, 8)]
+            .into_iter()
+            .map(|(partition, offset)| TestRow { partition, offset })
+            .collect();
+        let expected = BTreeMap::from([(0, (2, 8)), (1, (3, 9)), (2, (7, 7))]);
+        assert_eq!(ranges(&rows), expected);
+        assert!(ranges::<TestRow>(&[]).is_empty());
     }
 }

@@ -99,6 +99,22 @@ fn split_labels(labels: std::collections::BTreeMap<String, String>) -> (Vec<Stri
     labels.into_iter().unzip()
 }
 
+/// A row that is nothing but its source, for the tests of batching and progress.
+#[cfg(test)]
+#[derive(Debug, Row, Serialize)]
+pub struct TestRow {
+    pub partition: i32,
+    pub offset: i64,
+}
+
+#[cfg(test)]
+impl SourcedRow for TestRow {
+    const TABLE: &'static str = "rows";
+    fn source(&self) -> Source {
+        Source { partition: self.partition, offset: self.offset }
+    }
+}
+
 /// One copy of each name the assertions of a batch repeat (spec, component, instance,
 /// agent, requirement, task, labels): a fleet sends the same few thousand names millions
 /// of times, and a row holding shared names takes a fraction of the memory.
@@ -111,8 +127,8 @@ pub struct Names {
 const MAX_NAMES: usize = 100_000;
 
 impl Names {
-    pub fn get(&mut self, name: String) -> Arc<str> {
-        if let Some(shared) = self.names.get(name.as_str()) {
+    pub fn get(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
             return shared.clone();
         }
         if self.names.len() >= MAX_NAMES {
@@ -148,23 +164,24 @@ pub struct AssertionRow {
 }
 
 impl AssertionRow {
-    pub fn new(a: Assertion, source: Source, names: &mut Names) -> Self {
-        let (label_keys, label_values) = a.labels.into_iter().map(|(k, v)| (names.get(k), names.get(v))).unzip();
+    /// The row of `a`, borrowed: the decoder reads every assertion into the same one.
+    pub fn new(a: &Assertion, source: Source, names: &mut Names) -> Self {
+        let (label_keys, label_values) = a.labels.iter().map(|(k, v)| (names.get(k), names.get(v))).unzip();
         AssertionRow {
             assertion_id: a.assertion_id,
             ts_ms: ms(a.ts),
-            spec: names.get(a.spec),
+            spec: names.get(&a.spec),
             spec_version: a.spec_version as u64,
-            component: names.get(a.component),
-            instance: names.get(a.instance),
-            agent_id: names.get(a.agent_id),
-            requirement: names.get(a.requirement),
-            task: names.get(a.task),
+            component: names.get(&a.component),
+            instance: names.get(&a.instance),
+            agent_id: names.get(&a.agent_id),
+            requirement: names.get(&a.requirement),
+            task: names.get(&a.task),
             outcome: a.outcome.into(),
             severity: a.severity.into(),
             count: u32::try_from(a.count).unwrap_or(u32::MAX),
-            message: a.message,
-            details: a.details,
+            message: a.message.clone(),
+            details: a.details.clone(),
             label_keys,
             label_values,
             kafka_partition: source.partition,
@@ -363,13 +380,13 @@ mod tests {
     #[test]
     fn a_repeated_name_is_stored_once_and_the_set_stays_bounded() {
         let mut names = Names::default();
-        let first = names.get("svc.web".to_owned());
-        let again = names.get("svc.web".to_owned());
+        let first = names.get("svc.web");
+        let again = names.get("svc.web");
         assert!(Arc::ptr_eq(&first, &again));
         for i in 0..MAX_NAMES + 10 {
-            names.get(format!("instance-{i}"));
+            names.get(&format!("instance-{i}"));
         }
         assert!(names.names.len() <= MAX_NAMES);
-        assert_eq!(&*names.get("svc.web".to_owned()), "svc.web", "a name forgotten is stored again");
+        assert_eq!(&*names.get("svc.web"), "svc.web", "a name forgotten is stored again");
     }
 }

@@ -54,13 +54,26 @@ impl<'a> Reader<'a> {
         Ok(len)
     }
 
-    /// A `string`: length, then UTF-8 bytes.
-    pub fn string(&mut self) -> Result<String, Error> {
+    /// A `string`: length, then UTF-8 bytes; borrowed from the body.
+    pub fn str(&mut self) -> Result<&'a str, Error> {
         let len = self.len("string")?;
         let (text, rest) = self.bytes.split_at(len);
         let text = std::str::from_utf8(text).map_err(|e| format!("string is not UTF-8: {e}"))?;
         self.bytes = rest;
-        Ok(text.to_owned())
+        Ok(text)
+    }
+
+    /// A `string`, owned.
+    pub fn string(&mut self) -> Result<String, Error> {
+        self.str().map(str::to_owned)
+    }
+
+    /// A `string` written over `out`, whose allocation is kept.
+    pub fn string_into(&mut self, out: &mut String) -> Result<(), Error> {
+        let text = self.str()?;
+        out.clear();
+        out.push_str(text);
+        Ok(())
     }
 
     /// An `enum` index below `symbols`.
@@ -76,10 +89,17 @@ impl<'a> Reader<'a> {
     /// size follows, ending with an empty block.
     pub fn string_map(&mut self) -> Result<BTreeMap<String, String>, Error> {
         let mut map = BTreeMap::new();
+        self.string_map_into(&mut map)?;
+        Ok(map)
+    }
+
+    /// A `map` of strings written over `map`.
+    pub fn string_map_into(&mut self, map: &mut BTreeMap<String, String>) -> Result<(), Error> {
+        map.clear();
         loop {
             let count = self.long()?;
             if count == 0 {
-                return Ok(map);
+                return Ok(());
             }
             if count < 0 {
                 self.long()?;
@@ -96,23 +116,29 @@ impl<'a> Reader<'a> {
 
 /// Reads an [`Assertion`] body written with the current `assertion.avsc`.
 pub fn assertion(r: &mut Reader<'_>) -> Result<Assertion, Error> {
-    let id = r.string()?;
-    let assertion_id = id.parse().map_err(|e| format!("assertion_id {id:?} is not a UUID: {e}"))?;
-    Ok(Assertion {
-        assertion_id,
-        ts: r.long()?,
-        spec: r.string()?,
-        spec_version: r.long()?,
-        component: r.string()?,
-        instance: r.string()?,
-        agent_id: r.string()?,
-        requirement: r.string()?,
-        task: r.string()?,
-        outcome: Outcome::ALL[r.symbol(Outcome::ALL.len())?],
-        severity: [Severity::Critical, Severity::Major, Severity::Minor, Severity::Info][r.symbol(4)?],
-        count: r.long()?,
-        message: r.string()?,
-        details: r.string()?,
-        labels: r.string_map()?,
-    })
+    let mut a = Assertion::default();
+    assertion_into(r, &mut a)?;
+    Ok(a)
+}
+
+/// Reads an [`Assertion`] body over `a`, keeping its strings' allocations: decoding a
+/// stream into one assertion allocates only when a string outgrows its buffer. On error,
+/// `a` holds a mix of old and new fields.
+pub fn assertion_into(r: &mut Reader<'_>, a: &mut Assertion) -> Result<(), Error> {
+    let id = r.str()?;
+    a.assertion_id = id.parse().map_err(|e| format!("assertion_id {id:?} is not a UUID: {e}"))?;
+    a.ts = r.long()?;
+    r.string_into(&mut a.spec)?;
+    a.spec_version = r.long()?;
+    r.string_into(&mut a.component)?;
+    r.string_into(&mut a.instance)?;
+    r.string_into(&mut a.agent_id)?;
+    r.string_into(&mut a.requirement)?;
+    r.string_into(&mut a.task)?;
+    a.outcome = Outcome::ALL[r.symbol(Outcome::ALL.len())?];
+    a.severity = [Severity::Critical, Severity::Major, Severity::Minor, Severity::Info][r.symbol(4)?];
+    a.count = r.long()?;
+    r.string_into(&mut a.message)?;
+    r.string_into(&mut a.details)?;
+    r.string_map_into(&mut a.labels)
 }

@@ -125,7 +125,7 @@ pub fn rows(records: impl Iterator<Item = Vec<u8>>) -> Vec<AssertionRow> {
         .enumerate()
         .map(|(i, bytes)| {
             let a = codec.decode(&bytes).expect("decode");
-            AssertionRow::new(a, Source { partition: (i % 6) as i32, offset: i as i64 }, &mut names)
+            AssertionRow::new(&a, Source { partition: (i % 6) as i32, offset: i as i64 }, &mut names)
         })
         .collect()
 }
