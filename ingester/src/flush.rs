@@ -233,8 +233,12 @@ async fn roll_up<R: SourcedRow>(
         }
     }
     for insert in rollup::inserts(batch, marks, layout) {
+        let started = Instant::now();
         match rollup::write(client, &insert, layout).await {
-            Ok(()) => marks.extend(insert.marks.iter().copied()),
+            Ok(()) => {
+                metrics::histogram!("specaudit_ingester_insert_seconds", "table" => rollup::TABLE).record(started.elapsed().as_secs_f64());
+                marks.extend(insert.marks.iter().copied());
+            }
             Err(error) => {
                 // Whether it landed is unknown: learn the marks again before the next try.
                 for (partition, _) in &insert.marks {
