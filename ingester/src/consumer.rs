@@ -2,7 +2,6 @@
 //! callbacks), consumer lag from librdkafka's statistics, and pausing intake while
 //! ClickHouse cannot take rows.
 
-use rustc_hash::{FxHashMap, FxHashSet};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -10,6 +9,7 @@ use anyhow::Context as _;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::statistics::Statistics;
 use rdkafka::ClientContext;
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::config::IngesterConfig;
 
