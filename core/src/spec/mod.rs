@@ -155,13 +155,15 @@ impl Spec {
 /// canonical form reads back the same through any of the parsers that accept specs.
 pub fn canonical_json(value: &Value) -> String {
     fn string(text: &str, out: &mut String) {
-        let quoted = Value::String(text.to_owned()).to_string();
-        if quoted.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
-            out.push_str(
-                &quoted.replace('\u{85}', "\\u0085").replace('\u{2028}', "\\u2028").replace('\u{2029}', "\\u2029"),
-            );
-        } else {
-            out.push_str(&quoted);
+        // Writing a string into JSON cannot fail.
+        let quoted = serde_json::to_string(text).unwrap_or_default();
+        for c in quoted.chars() {
+            match c {
+                '\u{85}' => out.push_str("\\u0085"),
+                '\u{2028}' => out.push_str("\\u2028"),
+                '\u{2029}' => out.push_str("\\u2029"),
+                c => out.push(c),
+            }
         }
     }
     fn write(value: &Value, out: &mut String) {
