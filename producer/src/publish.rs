@@ -19,6 +19,8 @@
 //!    of other specs that are still open on the same partition).
 //! 3. Check the expected version against what was read; build the next version.
 //! 4. Begin, write to spec-history and specs, commit.
+//! 5. Read committed records again up to the high watermark, so that `publish` returns
+//!    once readers see the version (the commit markers land after the commit returns).
 //!
 //! Take two publishers A and B of one spec, both made against version N, and let B's step 1
 //! come after A's. If A's commit had begun before B's step 1, step 1 waits for it, so B's
@@ -320,7 +322,15 @@ fn attempt_once(config: &KafkaConfig, change: &Change, meta: &Meta, limit: usize
         }
     }
     match producer.commit_transaction(TIMEOUT) {
-        Ok(()) => Ok(version),
+        Ok(()) => {
+            // Step 5: the broker writes the commit markers after the commit returns; until
+            // then a read_committed reader's end is before the version, and an agent that
+            // starts now would be ready without it. Committed either way: a slow wait only warns.
+            if let Err(error) = latest_decided(config, name) {
+                tracing::warn!(spec = name, version = version.version, %error, "committed, not yet readable");
+            }
+            Ok(version)
+        }
         Err(e) => {
             let _ = producer.abort_transaction(TIMEOUT);
             Err(fenced_or(e, current, kafka("commit the spec version")))
