@@ -16,8 +16,8 @@ pub struct Batch<R> {
     /// Partition → (first, last) offset of every record taken into this batch, rows and
     /// dead letters alike; committing `last + 1` after the flush covers them all.
     pub offsets: BTreeMap<i32, (i64, i64)>,
-    /// Kafka payload bytes of the rows: what bounds a batch's memory whatever the records'
-    /// size (a row takes a few times its payload).
+    /// Kafka payload bytes of the rows and dead letters: what bounds a batch's memory
+    /// whatever the records' size (a row takes a few times its payload).
     pub bytes: usize,
     opened: Option<Instant>,
 }
@@ -46,9 +46,17 @@ impl<R: SourcedRow> Batch<R> {
         self.bytes += bytes;
     }
 
+    /// Adds a dead letter; it counts towards the bounds like a row, so a flood of
+    /// undecodable records cannot grow a batch without end.
     pub fn push_dead_letter(&mut self, letter: DeadLetter) {
         self.note(letter.partition, letter.offset);
+        self.bytes += letter.payload.len();
         self.dead_letters.push(letter);
+    }
+
+    /// Rows and dead letters.
+    fn records(&self) -> usize {
+        self.rows.len() + self.dead_letters.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -61,9 +69,9 @@ impl<R: SourcedRow> Batch<R> {
         !self.is_empty() && (self.is_full(limits) || self.deadline(limits.max_delay).is_some_and(|d| d <= Instant::now()))
     }
 
-    /// It holds `max_rows` rows or `max_bytes` of payload.
+    /// It holds `max_rows` records (rows and dead letters) or `max_bytes` of payload.
     pub fn is_full(&self, limits: &IngestConfig) -> bool {
-        self.rows.len() >= limits.max_rows || self.bytes >= limits.max_bytes
+        self.records() >= limits.max_rows || self.bytes >= limits.max_bytes
     }
 
     /// When this batch must be flushed by age, if it holds anything.
@@ -80,11 +88,11 @@ impl<R: SourcedRow> Batch<R> {
 
     /// Drops everything taken from `partition`: it was revoked, its new owner reads it again.
     pub fn forget_partition(&mut self, partition: i32) {
-        let before = self.rows.len().max(1);
+        let before = self.records().max(1);
         self.rows.retain(|r| r.source().partition != partition);
-        // Sizes are not kept per row: the rest keeps its share (only a threshold reads it).
-        self.bytes = self.bytes * self.rows.len() / before;
         self.dead_letters.retain(|d| d.partition != partition);
+        // Sizes are not kept per record: the rest keeps its share (only a threshold reads it).
+        self.bytes = self.bytes * self.records() / before;
         self.offsets.remove(&partition);
         if self.offsets.is_empty() {
             self.opened = None;
@@ -128,5 +136,25 @@ mod tests {
         batch.clear();
         assert_eq!(batch.bytes, 0);
         assert!(!batch.is_due(&limits(1, 1)), "an empty batch is never due");
+    }
+
+    fn letter(partition: i32, offset: i64, bytes: usize) -> DeadLetter {
+        DeadLetter { key: None, payload: vec![0; bytes], reason: "truncated", error: String::new(), topic: "t".into(), partition, offset }
+    }
+
+    #[test]
+    fn dead_letters_count_towards_the_bounds() {
+        let mut batch: Batch<Row> = Batch::new("t".into());
+        for offset in 0..9 {
+            batch.push_dead_letter(letter(0, offset, 100));
+        }
+        assert!(!batch.is_due(&limits(10, 10_000)));
+        batch.push_dead_letter(letter(1, 9, 100));
+        assert!(batch.is_due(&limits(10, 10_000)), "10 dead letters");
+        assert!(batch.is_due(&limits(1000, 1000)), "1000 bytes of dead letters");
+
+        batch.push(Row { partition: 1, offset: 10 }, 100);
+        batch.forget_partition(1);
+        assert_eq!((batch.records(), batch.bytes), (9, 900));
     }
 }

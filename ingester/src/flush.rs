@@ -71,6 +71,10 @@ impl<R: SourcedRow> Table<R> {
     pub fn forget(&mut self, topic: &str, partition: i32) {
         if self.batch.topic == topic {
             self.batch.forget_partition(partition);
+            if self.batch.is_empty() {
+                // Nothing of it is left to roll up or commit; the next batch starts unstored.
+                self.stored = false;
+            }
             self.progress.forget(partition);
             if let Some(marks) = &mut self.rollup {
                 marks.remove(&partition);
@@ -83,6 +87,7 @@ impl<R: SourcedRow> Table<R> {
     pub fn load(&mut self, intake: &mut Batch<R>, limits: &IngestConfig, force: bool) {
         if self.batch.is_empty() && !intake.is_empty() && (force || intake.is_due(limits)) {
             std::mem::swap(&mut self.batch, intake);
+            self.stored = false;
         }
     }
 
@@ -261,5 +266,36 @@ fn commit<R: SourcedRow>(consumer: &StreamConsumer<IngestContext>, batch: &Batch
     if let Err(error) = consumer.commit(&offsets, mode) {
         // The rows are in ClickHouse; a replay after this is recognised and skipped.
         tracing::warn!(%error, "offset commit failed");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::TestRow as Row;
+
+    fn batch(rows: &[(i32, i64)]) -> Batch<Row> {
+        let mut batch = Batch::new("t".into());
+        for &(partition, offset) in rows {
+            batch.push(Row { partition, offset }, 10);
+        }
+        batch
+    }
+
+    #[test]
+    fn a_batch_emptied_by_a_revocation_does_not_pass_its_stored_mark_on() {
+        // The batch's rows are in ClickHouse and its rollup failed; then a revocation
+        // takes its partitions away.
+        let mut table: Table<Row> = Table::new("t", true);
+        table.batch = batch(&[(0, 0), (1, 0)]);
+        table.stored = true;
+        table.forget("t", 0);
+        assert!(table.stored, "the rows left are still stored");
+        table.forget("t", 1);
+
+        let mut intake = batch(&[(2, 7)]);
+        table.load(&mut intake, &IngestConfig::default(), true);
+        assert_eq!(table.batch.rows.len(), 1);
+        assert!(!table.stored, "the next batch's rows must be inserted, not skipped");
     }
 }
