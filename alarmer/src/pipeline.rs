@@ -86,7 +86,6 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     //    assignment: which alarms of its shards are pending, firing or waived and what
     //    on-call was told (from the alarms topic), and the windows, replayed from
     //    now − lookback out of every partition.
-    let lookback_ms = engine.lookback_ms().max(config.alarmer.min_lookback.as_millis() as i64);
     let membership = Membership::new(Some(dispatcher.settler()));
     let group: StreamConsumer<Membership> = client_config(&config.kafka)
         .set("group.id", &config.alarmer.group_id)
@@ -127,12 +126,12 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     let mut generation = 0;
     // None until the first assignment.
     let mut replay: Option<Replay> = None;
-    tracing::info!(lookback_ms, group = %config.alarmer.group_id, "consuming");
+    tracing::info!(group = %config.alarmer.group_id, "consuming");
     loop {
         if membership.generation() != generation && membership.assigned() {
             // Assigned anew (the revoke callback settled what was in flight).
             generation = membership.generation();
-            replay = Some(reassign(&config, &topics, &membership, &reader, lookback_ms, &mut engine).await?);
+            replay = Some(reassign(&config, &topics, &membership, &reader, &mut engine).await?);
         }
         // Evaluating only with shards held and their windows rebuilt. Shards held is asked
         // again where it is used: a revocation may land while this iteration waits.
@@ -223,15 +222,16 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
 
 /// Starts the evaluation over for a new assignment: the engine keeps the groups of the
 /// shards owned now, their alarms are read from the alarms topic, and the replay of every
-/// partition from now − lookback begins.
+/// partition from now − lookback begins. The lookback covers the rules known now, those
+/// of specs published since the start included.
 async fn reassign(
     config: &AlarmerConfig,
     topics: &Topics,
     membership: &Membership,
     reader: &StreamConsumer,
-    lookback_ms: i64,
     engine: &mut Engine,
 ) -> Result<Replay, RunError> {
+    let lookback_ms = engine.lookback_ms().max(config.alarmer.min_lookback.as_millis() as i64);
     let kafka_err = |action| {
         let brokers = config.kafka.brokers.clone();
         move |source| RunError::Kafka { brokers, action, source }
@@ -246,7 +246,7 @@ async fn reassign(
     metrics::gauge!("specaudit_alarmer_shards").set(f64::from(count));
     engine.reassigned(events, shards, now_ms());
     let (pending, firing, waived) = engine.alarm_counts();
-    tracing::info!(events = recovered, shards = owned, of = count, pending, firing, waived, "alarm state recovered");
+    tracing::info!(events = recovered, shards = owned, of = count, lookback_ms, pending, firing, waived, "alarm state recovered");
     Ok(replay)
 }
 

@@ -1,6 +1,7 @@
 //! Two copies of the real `specaudit-alarmer` in one group share the work by shards of
 //! groups: a rule over a component's many instances (whose records are spread over the
-//! partitions) and a silence are each judged whole, by one copy, and notified once.
+//! partitions) and a silence are each judged whole, by one copy, and notified once. A
+//! copy that stays through a rebalance rebuilds the windows of rules specs brought later.
 
 mod alarmer_common;
 
@@ -93,5 +94,68 @@ async fn two_copies_judge_groups_spanning_instances_whole_and_notify_once() {
     assert_eq!(seen.get(&("silent".into(), "api/audit".into(), "firing".into())), Some(&1), "{seen:?}");
     assert!(seen.values().all(|&n| n == 1), "every notification once: {seen:?}");
     drop(copies);
+    env.cleanup().await;
+}
+
+/// Waits until `copy` owns every shard.
+async fn owns_all(copy: &Service) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owned = copy.metric("specaudit_alarmer_shards_owned", "").unwrap_or(0.0);
+        let shards = copy.metric("specaudit_alarmer_shards ", "").unwrap_or(-1.0);
+        if owned == shards {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the copy does not own every shard: {owned} of {shards}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_copy_rebalanced_replays_the_windows_of_rules_a_spec_brought_after_its_start() {
+    let env = TestEnv::new().await;
+    let hook = Receiver::start().await;
+    specs_topic_ready(&env).await;
+    // No rule of its own and the shortest replay: only the spec's rule asks for more.
+    let file = config_file(&env, &hook, false, "min_lookback = \"1s\"\nagent_timeout = \"1s\"", "");
+    let config = file.path().display().to_string();
+    let exe = workspace_bin("specaudit-alarmer");
+    let name = format!("specaudit-alarmer-{}", env.id);
+    let first = Service::spawn(&exe, &["--config", &config], &name, &[]);
+    healthy(&first).await;
+    owns_all(&first).await;
+
+    // Published after the start: a failure alarm over two minutes.
+    let spec = Spec::parse(
+        r#"{"apiVersion": "specaudit/v1", "spec": "svc", "components": {"api": {"requirements": {"auth": {}}}},
+            "alarms": [{"name": "fails", "match": {"severity": "major"}, "when": {"failures_at_least": 1, "window": "120s"}}]}"#,
+    )
+    .unwrap();
+    let meta = Meta { author: "test".into(), comment: String::new(), expect_version: Some(0) };
+    publish(&env.kafka, Change::Replace(spec), meta).await.unwrap();
+    let feed = Feed::new(&env);
+    let got = loop {
+        // Sent until the copy has read the spec and its rule counts the failure.
+        feed.assertion(&assertion("svc", "api", "i-1", "api/auth", Outcome::Fail, Severity::Major)).await;
+        if let Some(first) = hook.received().into_iter().next() {
+            break first;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!((got.status(), got.label("alertname")), ("firing", "fails"));
+
+    // The failures are now older than the configured lookback. A second copy joins and
+    // leaves: the first copy is assigned anew twice and replays each time.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = Service::spawn(&exe, &["--config", &config], &name, &[]);
+    healthy(&second).await;
+    assert!(second.terminate().success());
+    owns_all(&first).await;
+    // The window still holds the failures, so the alarm stays firing: nothing new is sent
+    // (a replay of the configured second alone would resolve it).
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let got = hook.received();
+    assert!(got.iter().all(|r| r.status() == "firing"), "resolved while its failures are in the window: {got:#?}");
+    drop(first);
     env.cleanup().await;
 }

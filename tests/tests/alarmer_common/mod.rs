@@ -138,7 +138,7 @@ topic_prefix = "{prefix}"
 group_id = "alarmer-{id}"
 tick = "100ms"
 {critical}
-min_lookback = "1m"
+{lookback}
 drain_timeout = "2s"
 {alarmer_keys}
 
@@ -163,6 +163,7 @@ receivers = {receivers}
         id = env.id,
         url = receiver.url,
         critical = if alarmer_keys.contains("critical_single_failure") { "" } else { "critical_single_failure = false" },
+        lookback = if alarmer_keys.contains("min_lookback") { "" } else { "min_lookback = \"1m\"" },
     );
     let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
     file.write_all(text.as_bytes()).unwrap();
