@@ -24,8 +24,10 @@ pub struct Ownership {
     pub generation: u64,
 }
 
-/// Longest a revocation waits for the flush in flight. A flush is bounded by its own
-/// timeouts, so this only keeps a stuck flush from holding the group's rebalance forever.
+/// Longest a revocation waits for the flush in flight. Every step of a flush has its own
+/// timeout (a progress read 60 s, an insert 30 s per chunk and 60 s for the answer, a dead
+/// letter 60 s), so this only keeps a flush stuck in several of them in a row from
+/// holding the group's rebalance forever; past it the revocation goes ahead with a warning.
 const FLUSH_WAIT: Duration = Duration::from_secs(240);
 
 /// Shared between the rebalance callbacks (run inside `recv`), the ingest loop and its

@@ -51,7 +51,9 @@ impl DeadLetter {
 }
 
 /// The dead letter of a record ClickHouse refused. Batches keep decoded rows, not the
-/// bytes they came from, so the original is read back from Kafka (refusals are rare).
+/// bytes they came from, so the original is read back from Kafka (refusals are rare). A
+/// record already removed by retention gets a dead letter without its bytes, saying so:
+/// waiting for it would stop the ingester for good.
 pub async fn refused(config: &KafkaConfig, topic: &str, source: Source, error: String) -> Result<DeadLetter, KafkaError> {
     let config = config.clone();
     let topic = topic.to_owned();
@@ -60,6 +62,18 @@ pub async fn refused(config: &KafkaConfig, topic: &str, source: Source, error: S
             .set("group.id", "specaudit-ingester-refused")
             .set("enable.auto.commit", "false")
             .create()?;
+        let (first, _) = consumer.fetch_watermarks(&topic, source.partition, Duration::from_secs(30))?;
+        if source.offset < first {
+            return Ok(DeadLetter {
+                key: None,
+                payload: Vec::new(),
+                reason: REASON_REFUSED,
+                error: format!("{error} (the record itself is no longer in Kafka: the log now starts at offset {first})"),
+                topic,
+                partition: source.partition,
+                offset: source.offset,
+            });
+        }
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&topic, source.partition, Offset::Offset(source.offset))?;
         consumer.assign(&assignment)?;

@@ -24,6 +24,13 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Longest wait for ClickHouse to answer an insert: far below `max.poll.interval.ms`, so
 /// the loop is back to polling (and serving rebalances) long before the group gives up on it.
 pub const END_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest wait for a progress read (the offsets a table or the rollup already holds).
+pub const READ_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `read`, given up after [`READ_TIMEOUT`]: a read changes nothing, so it is safe to drop.
+async fn bounded<T>(read: impl std::future::Future<Output = Result<T, clickhouse::error::Error>>) -> Result<T, clickhouse::error::Error> {
+    tokio::time::timeout(READ_TIMEOUT, read).await.unwrap_or(Err(clickhouse::error::Error::TimedOut))
+}
 
 /// The flush could not finish now; it is safe to run it again later.
 #[derive(Debug, thiserror::Error)]
@@ -122,7 +129,7 @@ impl<R: SourcedRow> Table<R> {
         let mut refused: Vec<(usize, String)> = Vec::new();
         while let Some(range) = work.pop() {
             let rows = &batch.rows[range.clone()];
-            let present = progress.present(&io.client, rows).await.map_err(|e| Transient::new("cannot read progress", e))?;
+            let present = bounded(progress.present(&io.client, rows)).await.map_err(|e| Transient::new("cannot read progress", e))?;
             if !present.is_empty() {
                 tracing::info!(skipped = present.len(), "rows already in clickhouse, not inserted again");
                 metrics::counter!("specaudit_ingester_duplicates_skipped_total", "table" => R::TABLE).increment(present.len() as u64);
@@ -232,7 +239,7 @@ async fn roll_up<R: SourcedRow>(
     layout: rollup::Layout,
 ) -> Result<(), Transient> {
     if batch.offsets.keys().any(|p| !marks.contains_key(p)) {
-        let stored = rollup::marks(client).await.map_err(|e| Transient::new("cannot read rollup progress", e))?;
+        let stored = bounded(rollup::marks(client)).await.map_err(|e| Transient::new("cannot read rollup progress", e))?;
         for &partition in batch.offsets.keys() {
             marks.entry(partition).or_insert_with(|| stored.get(&partition).copied().unwrap_or(0));
         }
@@ -297,5 +304,21 @@ mod tests {
         table.load(&mut intake, &IngestConfig::default(), true);
         assert_eq!(table.batch.rows.len(), 1);
         assert!(!table.stored, "the next batch's rows must be inserted, not skipped");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_progress_read_from_a_server_that_never_answers_is_given_up() {
+        // Takes connections and never answers, as a hung server does.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = clickhouse::Client::default().with_url(format!("http://{}", listener.local_addr().unwrap()));
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        let mut progress = Progress::default();
+        let read = bounded(progress.present(&client, &[Row { partition: 0, offset: 0 }])).await;
+        assert!(matches!(read, Err(clickhouse::error::Error::TimedOut)), "{read:?}");
     }
 }

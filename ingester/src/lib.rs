@@ -31,8 +31,8 @@
 //! - **Outages**: while a flush keeps failing the loop pauses its partitions and keeps
 //!   polling, so it stays in the group instead of being evicted after
 //!   `max.poll.interval.ms` while still holding rows — an evicted member inserting after
-//!   the new owner checked is the one way two writers could race. One insert is bounded by
-//!   its timeouts, far below that interval.
+//!   the new owner checked is the one way two writers could race. Every step of a flush
+//!   (progress read, insert, dead letter) is bounded by a timeout far below that interval.
 //!
 //! What this rests on: ClickHouse keeps what it acknowledged (18.16 does not fsync parts,
 //! so a power loss right after an insert can lose it after the commit), and only one

@@ -26,7 +26,7 @@ use rdkafka::consumer::CommitMode;
 use rdkafka::message::{BorrowedMessage, Message};
 use rdkafka::producer::FutureProducer;
 use specaudit_core::codec::{Codec, DecodeError, Record};
-use specaudit_core::kafka::{client_config, Topics};
+use specaudit_core::kafka::{client_config_with, Topics};
 use specaudit_core::record::{AlarmEvent, Assertion, Heartbeat, SpecVersion};
 use tokio::runtime::RuntimeFlavor;
 use tokio::task::JoinHandle;
@@ -384,7 +384,10 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow:
     let context = IngestContext::default();
     let names = [&topics.assertions, &topics.heartbeats, &topics.spec_history, &topics.alarms, &topics.dead_letters];
     let consumer = consumer::create(&config, context.clone(), &names.map(String::as_str))?;
-    let producer: FutureProducer = client_config(&config.kafka)
+    // A dead letter Kafka cannot take within a minute fails the flush, which is tried again
+    // later, instead of holding it for librdkafka's default five minutes: a flush must end
+    // well before a revocation stops waiting for it.
+    let producer: FutureProducer = client_config_with(&config.kafka, &[("message.timeout.ms", "60000")])
         .set("enable.idempotence", "true")
         .create()
         .context("failed to create the dead-letter producer")?;

@@ -134,3 +134,37 @@ async fn corrupt_records_go_to_dead_letters_with_their_reason_and_the_rest_is_in
     assert_eq!(topic_letters, from_table, "topic and table agree on every dead letter");
     env.cleanup().await;
 }
+
+/// ClickHouse refused a record, and retention has already removed its bytes from Kafka: it
+/// still gets its dead letter, without the bytes and saying why, instead of the ingester
+/// waiting for it for good. A record still in Kafka gets its bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_record_already_gone_from_kafka_gets_a_dead_letter_without_its_bytes() {
+    use rdkafka::admin::{AdminClient, AdminOptions};
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    use rdkafka::{Offset, TopicPartitionList};
+    use specaudit_ingester::dead_letter::{refused, REASON_REFUSED};
+    use specaudit_ingester::rows::Source;
+
+    let env = TestEnv::new().await;
+    let topic = Topics::new(&env.kafka.topic_prefix).assertions;
+    let producer: FutureProducer = specaudit_core::kafka::client_config(&env.kafka).create().expect("producer");
+    for i in 0..3u8 {
+        let payload = [i; 4];
+        let record = FutureRecord::<[u8], [u8]>::to(&topic).partition(0).key(b"k").payload(&payload);
+        producer.send(record, Duration::from_secs(10)).await.expect("produce");
+    }
+    let admin: AdminClient<_> = specaudit_core::kafka::client_config(&env.kafka).create().expect("admin");
+    let mut gone = TopicPartitionList::new();
+    gone.add_partition_offset(&topic, 0, Offset::Offset(2)).expect("offset");
+    admin.delete_records(&gone, &AdminOptions::new()).await.expect("delete records");
+
+    let letter = refused(&env.kafka, &topic, Source { partition: 0, offset: 1 }, "value out of range".into()).await.expect("a dead letter");
+    assert_eq!((letter.reason, letter.partition, letter.offset), (REASON_REFUSED, 0, 1));
+    assert!(letter.payload.is_empty());
+    assert!(letter.error.starts_with("value out of range") && letter.error.contains("no longer in Kafka"), "{}", letter.error);
+
+    let letter = refused(&env.kafka, &topic, Source { partition: 0, offset: 2 }, "value out of range".into()).await.expect("a dead letter");
+    assert_eq!((letter.payload, letter.error.as_str()), (vec![2u8; 4], "value out of range"));
+    env.cleanup().await;
+}
