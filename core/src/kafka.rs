@@ -291,6 +291,8 @@ mod tests {
         let specs = &defs[0];
         assert!(specs.configs.contains(&("cleanup.policy".into(), "compact".into())));
         assert!(defs[2].partitions > 1, "assertions need several partitions");
+        // The alarmer recovers what on-call was told from the alarms topic, however old.
+        assert!(defs[4].configs.contains(&("retention.ms".into(), "-1".into())));
         let topics = Topics::new("t.");
         assert_eq!(topics.spec_history, "t.spec-history");
         assert_eq!(topics.dead_letters, "t.dead-letters");
