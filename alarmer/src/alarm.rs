@@ -101,18 +101,15 @@ impl Alarms {
         Alarms { map: HashMap::new(), router, waivers }
     }
 
-    /// Rebuilds the alarms from the log, the latest event per fingerprint deciding. A
+    /// Rebuilds the alarms from the log, the last event per fingerprint deciding. A
     /// firing alarm comes back as notified: its firing event is written only after the
-    /// receivers took it (see the crate documentation).
+    /// receivers took it (see the crate documentation). `events` come in log order: a
+    /// fingerprint's events share a partition (it is their key), so the last one read is
+    /// the last one written, whatever the clocks of the copies that wrote them said.
     pub fn recover(&mut self, events: impl IntoIterator<Item = AlarmEvent>, now: i64) {
         let mut latest: HashMap<String, AlarmEvent> = HashMap::new();
         for event in events {
-            match latest.get(&event.fingerprint) {
-                Some(seen) if seen.ts > event.ts => {}
-                _ => {
-                    latest.insert(event.fingerprint.clone(), event);
-                }
-            }
+            latest.insert(event.fingerprint.clone(), event);
         }
         for (fingerprint, mut event) in latest {
             let phase = match event.state {
@@ -357,5 +354,43 @@ fn notice(fp: &str, alarm: &Alarm, status: Status, ends_at: Option<i64>, receive
         ends_at,
         receivers,
         repeat,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::routes::Route;
+    use crate::selector::Selector;
+
+    fn event(state: AlarmState, ts: i64) -> AlarmEvent {
+        AlarmEvent {
+            fingerprint: "fp".into(),
+            ts,
+            rule: "fails".into(),
+            state,
+            severity: Severity::Major,
+            spec: "svc".into(),
+            component: "api".into(),
+            requirement: "api/auth".into(),
+            summary: String::new(),
+            value: 1.0,
+            labels: BTreeMap::from([("alertname".to_owned(), "fails".to_owned())]),
+        }
+    }
+
+    #[test]
+    fn recovery_follows_the_log_order_not_the_clocks_of_the_writers() {
+        let router = Router {
+            routes: vec![Route { selector: Selector::default(), receivers: vec!["hook".into()], keep_going: false }],
+            repeat_ms: HashMap::from([("hook".to_owned(), 60_000)]),
+            idempotent: Default::default(),
+        };
+        // The copy that logged the firing ran two seconds ahead of the one that resolved it.
+        let mut alarms = Alarms::new(router, Vec::new());
+        alarms.recover([event(AlarmState::Firing, 5_000), event(AlarmState::Resolved, 4_000)], 10_000);
+        assert!(alarms.map.is_empty(), "the alarm was resolved last");
+        alarms.recover([event(AlarmState::Resolved, 5_000), event(AlarmState::Firing, 4_000)], 10_000);
+        assert_eq!(alarms.map.get("fp").map(|a| a.phase), Some(Phase::Firing));
     }
 }
