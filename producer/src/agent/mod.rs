@@ -50,6 +50,8 @@ pub enum AgentError {
     UnknownRequirement(String),
     #[error("component {0:?} is not a component path")]
     BadComponent(String),
+    #[error("agent config: {0} must be above zero")]
+    ZeroInterval(&'static str),
     #[error("cannot start the agent's background thread: {0}")]
     Thread(std::io::Error),
 }
@@ -123,6 +125,12 @@ impl Agent {
     fn shared(config: AgentConfig) -> Result<Arc<Shared>, AgentError> {
         if config.component.is_empty() || config.component.split('.').any(str::is_empty) {
             return Err(AgentError::BadComponent(config.component));
+        }
+        // A zero interval would spin the ticker, a core taken from the host service.
+        for (name, interval) in [("rollup_interval", config.rollup_interval), ("heartbeat_interval", config.heartbeat_interval)] {
+            if interval.is_zero() {
+                return Err(AgentError::ZeroInterval(name));
+            }
         }
         let emitter = Emitter::new(&config)?;
         let (versions, _) = watch::channel(Vec::new());
@@ -475,5 +483,18 @@ mod tests {
         assert_eq!(retired, 0, "replaced versions nobody holds are forgotten");
         assert_eq!(agent.counters().checked, threads * n);
         agent.shutdown(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_zero_interval_is_refused_at_start_with_its_name() {
+        let kafka = KafkaConfig { brokers: "127.0.0.1:1".into(), ..KafkaConfig::default() };
+        let mut config = AgentConfig::new(kafka, "web", "w-1");
+        config.heartbeat_interval = Duration::ZERO;
+        let error = Agent::with_specs(config.clone(), &[version(1)]).err().map(|e| e.to_string());
+        assert_eq!(error.as_deref(), Some("agent config: heartbeat_interval must be above zero"));
+        config.heartbeat_interval = Duration::from_secs(5);
+        config.rollup_interval = Duration::ZERO;
+        let error = Agent::with_specs(config, &[version(1)]).err().map(|e| e.to_string());
+        assert_eq!(error.as_deref(), Some("agent config: rollup_interval must be above zero"));
     }
 }
