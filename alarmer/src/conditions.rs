@@ -44,6 +44,15 @@ fn fraction(key: &str, value: &Value) -> Result<f64, String> {
         .ok_or_else(|| format!("{key} must be a number from 0 up to (not including) 1, not {value}"))
 }
 
+/// A duration of more than zero: a zero window holds nothing, a zero silence or
+/// staleness limit would fire at once on everything it watches.
+fn positive_duration_ms(key: &str, value: &Value) -> Result<i64, String> {
+    match duration_ms(key, value)? {
+        0 => Err(format!("{key} must be longer than zero")),
+        ms => Ok(ms),
+    }
+}
+
 impl Condition {
     /// Parses `when`: exactly one condition, plus `window` and `min_samples` where they apply.
     /// Returns the condition and the window in ms if one was given.
@@ -54,10 +63,7 @@ impl Condition {
         for (key, value) in when {
             let condition = match key.as_str() {
                 "window" => {
-                    window = Some(duration_ms("window", value)?).filter(|w| *w > 0);
-                    if window.is_none() {
-                        return Err("window must be longer than zero".into());
-                    }
+                    window = Some(positive_duration_ms(key, value)?);
                     continue;
                 }
                 "min_samples" => {
@@ -67,8 +73,8 @@ impl Condition {
                 "failures_at_least" => Condition::FailuresAtLeast(count(key, value)?),
                 "failure_ratio_above" => Condition::FailureRatioAbove { ratio: fraction(key, value)?, min_samples: 1 },
                 "outliers" => parse_outliers(value)?,
-                "silent_for" => Condition::SilentFor(duration_ms(key, value)?),
-                "stale_version_for" => Condition::StaleVersionFor(duration_ms(key, value)?),
+                "silent_for" => Condition::SilentFor(positive_duration_ms(key, value)?),
+                "stale_version_for" => Condition::StaleVersionFor(positive_duration_ms(key, value)?),
                 other => {
                     return Err(format!("unknown condition {other:?} (expected one of {}, with window, min_samples)",
                         CONDITIONS.join(", ")))
@@ -293,5 +299,14 @@ mod tests {
         assert!(parse(json!({"outliers": {"max_fraktion": 0.1}})).unwrap_err().contains("max_fraktion"));
         assert!(parse(json!({"failures_at_least": 1, "window": "0s"})).unwrap_err().contains("window"));
         assert_eq!(parse(json!({"failures_at_least": 1, "window": "2s"})).unwrap().1, Some(2000));
+    }
+
+    #[test]
+    fn zero_durations_are_refused() {
+        // Zero would fire at once for every requirement, or on any heartbeat of an old version.
+        assert_eq!(parse(json!({"silent_for": "0s"})).unwrap_err(), "silent_for must be longer than zero");
+        assert_eq!(parse(json!({"stale_version_for": "0s"})).unwrap_err(), "stale_version_for must be longer than zero");
+        assert_eq!(parse(json!({"failures_at_least": 1, "window": "0s"})).unwrap_err(), "window must be longer than zero");
+        assert_eq!(parse(json!({"silent_for": "1ms"})).unwrap().0, Condition::SilentFor(1));
     }
 }

@@ -241,7 +241,8 @@ impl Engine {
                 expected.push(Expected { component: component.clone(), requirement: id, severity: requirement.severity(), since });
             }
         }
-        self.specs.insert(name.clone(), SpecState { version: version.version, ts: version.ts, expected });
+        // A version stamped in the future landed when it arrived.
+        self.specs.insert(name.clone(), SpecState { version: version.version, ts: version.ts.min(now), expected });
         let mut skipped = Vec::new();
         if self.take_spec_rules {
             let mut rules = Vec::new();
@@ -262,16 +263,19 @@ impl Engine {
         skipped
     }
 
-    /// Takes an agent's heartbeat.
-    pub fn heartbeat(&mut self, hb: &Heartbeat) {
-        let newer = self.agents.get(&hb.agent_id).is_none_or(|a| a.ts <= hb.ts);
+    /// Takes an agent's heartbeat; a timestamp from the future counts as `now`.
+    pub fn heartbeat(&mut self, hb: &Heartbeat, now: i64) {
+        // An agent's clock running ahead must not make its later, correct heartbeats look
+        // older, keep it alive past its timeout, or prove staleness early.
+        let ts = hb.ts.min(now);
+        let newer = self.agents.get(&hb.agent_id).is_none_or(|a| a.ts <= ts);
         if newer {
             self.agents.insert(
                 hb.agent_id.clone(),
                 Agent {
                     component: hb.component.clone(),
                     instance: hb.instance.clone(),
-                    ts: hb.ts,
+                    ts,
                     specs: hb.specs.clone(),
                     labels: hb.labels.clone(),
                 },
@@ -280,13 +284,15 @@ impl Engine {
     }
 
     /// Takes an assertion into the windows of every rule that selects it, for the groups
-    /// this copy owns.
+    /// this copy owns. A timestamp from the future counts as `now`.
     pub fn assertion(&mut self, a: &Assertion, now: i64) {
+        // A clock running ahead must not hide a later silence.
+        let heard = a.ts.min(now);
         let seen = self.seen.entry(a.spec.clone()).or_default();
         match seen.get_mut(&a.requirement) {
-            Some(ts) => *ts = (*ts).max(a.ts),
+            Some(ts) => *ts = (*ts).max(heard),
             None => {
-                seen.insert(a.requirement.clone(), a.ts);
+                seen.insert(a.requirement.clone(), heard);
             }
         }
         let subject = Subject {
@@ -381,7 +387,8 @@ impl Engine {
             visited.insert(group.fingerprint.clone());
             let idle = match &group.data {
                 Data::Total(w) => w.is_empty(),
-                Data::PerInstance(map) => map.values().all(Window::is_empty),
+                // `judge` dropped the instances whose window emptied.
+                Data::PerInstance(map) => map.is_empty(),
             };
             if idle && self.alarms.phase(&group.fingerprint).is_none() {
                 empty.push(key.clone());
@@ -527,9 +534,13 @@ fn judge(group: &mut Group, now: i64) -> Option<Finding> {
     match &mut group.data {
         Data::Total(w) => rule.condition.check_counts(w.counts(now), rule.window_ms),
         Data::PerInstance(map) => {
-            let counts: Vec<(&str, crate::window::Counts)> =
-                map.iter_mut().map(|(i, w)| (i.as_str(), w.counts(now))).collect();
-            rule.condition.check_instances(counts.into_iter())
+            // Instances come and go (pod churn): forget one once its window is empty. It
+            // had no samples, so the judgement is the same without it.
+            map.retain(|_, w| {
+                w.expire(now);
+                !w.is_empty()
+            });
+            rule.condition.check_instances(map.iter_mut().map(|(i, w)| (i.as_str(), w.counts(now))))
         }
     }
 }

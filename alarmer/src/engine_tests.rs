@@ -66,6 +66,24 @@ fn spec_version(version: i64, ts: i64) -> SpecVersion {
     }
 }
 
+/// A heartbeat of agent-1 (frontend/i1) running version `version` of svc.
+fn hb(ts: i64, version: i64) -> Heartbeat {
+    Heartbeat {
+        agent_id: "agent-1".into(),
+        component: "frontend".into(),
+        instance: "i1".into(),
+        ts,
+        started_at: 0,
+        sdk_version: "0".into(),
+        specs: vec![SpecInUse { spec: "svc".into(), version }],
+        checked: 0,
+        emitted: 0,
+        dropped: 0,
+        requirements: vec![],
+        labels: BTreeMap::new(),
+    }
+}
+
 fn states(out: &[Transition]) -> Vec<(AlarmState, String)> {
     out.iter().filter_map(|t| t.event.as_ref()).map(|e| (e.state, e.rule.clone())).collect()
 }
@@ -151,6 +169,46 @@ fn outliers_fire_for_a_few_instances_failing_what_peers_pass() {
     assert_eq!(states(&e.evaluate_touched(200))[0].0, AlarmState::Resolved);
 }
 
+/// The windows the engine holds: one per group, or one per instance for outliers.
+fn windows(e: &Engine) -> usize {
+    e.groups.values().map(|g| match &g.data { Data::Total(_) => 1, Data::PerInstance(map) => map.len() }).sum()
+}
+
+#[test]
+fn outliers_forget_the_instances_that_went_away() {
+    let mut e = engine(vec![rule("outliers", json!({"outliers": true, "window": "10s"}))], vec![]);
+    // Pods churn: every 20 s a new generation of three instances replaces the last.
+    for generation in 0..10 {
+        let t = generation * 20_000;
+        for pod in ["a", "b", "c"] {
+            e.assertion(&assertion(t, &format!("{generation}-{pod}"), "frontend/limit", Outcome::Pass), t);
+        }
+        assert!(e.evaluate(t).is_empty());
+        assert_eq!(windows(&e), 3, "generation {generation}: only the live instances keep a window");
+    }
+    // What fires is unchanged: one of four live instances failing.
+    for pod in ["a", "b", "c", "d"] {
+        e.assertion(&assertion(200_000, &format!("10-{pod}"), "frontend/limit", Outcome::Pass), 200_000);
+    }
+    e.assertion(&assertion(200_100, "10-d", "frontend/limit", Outcome::Fail), 200_100);
+    let out = e.evaluate_touched(200_100);
+    assert_eq!(states(&out), [(AlarmState::Firing, "outliers".to_owned())]);
+    assert!(out[0].event.as_ref().unwrap().summary.contains("1 of 4 instances"), "{:?}", out[0].event);
+    assert_eq!(states(&e.evaluate(212_000)), [(AlarmState::Resolved, "outliers".to_owned())]);
+    assert_eq!((windows(&e), e.group_count()), (0, 0), "nothing is kept once every instance went quiet");
+}
+
+#[test]
+fn a_burst_beyond_what_a_bucket_holds_still_resolves() {
+    let mut e = engine(vec![rule("any", json!({"failures_at_least": 1, "window": "10s"}))], vec![]);
+    let mut burst = assertion(1_000, "i1", "frontend/limit", Outcome::Fail);
+    burst.count = i64::from(u32::MAX);
+    e.assertion(&burst, 1_000);
+    e.assertion(&burst, 1_000);
+    assert_eq!(states(&e.evaluate_touched(1_000)), [(AlarmState::Firing, "any".to_owned())]);
+    assert_eq!(states(&e.evaluate(12_000)), [(AlarmState::Resolved, "any".to_owned())], "no failure is left once the window passed");
+}
+
 #[test]
 fn silence_counts_from_when_the_requirement_was_expected() {
     let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);
@@ -171,31 +229,48 @@ fn silence_counts_from_when_the_requirement_was_expected() {
 }
 
 #[test]
+fn a_clock_running_ahead_does_not_hide_a_silence() {
+    let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);
+    e.spec(&spec_version(1, 1_000), 1_000);
+    // An agent whose clock runs an hour ahead reports every requirement once, at 2 s.
+    for requirement in ["frontend/tls", "frontend/limit", "security/audit"] {
+        e.assertion(&assertion(3_602_000, "i1", requirement, Outcome::Pass), 2_000);
+    }
+    assert!(e.evaluate(6_999).is_empty());
+    let fired = states(&e.evaluate(7_000));
+    assert_eq!(fired.len(), 3, "silent for 5 s after it was heard of, whatever its clock said: {fired:?}");
+}
+
+#[test]
 fn stale_version_needs_a_heartbeat_proving_the_agent_ignored_the_new_version() {
     let mut e = engine(vec![rule("stale", json!({"stale_version_for": "5s"}))], vec![]);
     e.spec(&spec_version(2, 10_000), 10_000);
-    let hb = |ts: i64, version: i64| Heartbeat {
-        agent_id: "agent-1".into(),
-        component: "frontend".into(),
-        instance: "i1".into(),
-        ts,
-        started_at: 0,
-        sdk_version: "0".into(),
-        specs: vec![SpecInUse { spec: "svc".into(), version }],
-        checked: 0,
-        emitted: 0,
-        dropped: 0,
-        requirements: vec![],
-        labels: BTreeMap::new(),
-    };
-    e.heartbeat(&hb(12_000, 1));
+    e.heartbeat(&hb(12_000, 1), 12_000);
     assert!(e.evaluate(16_000).is_empty(), "no heartbeat yet after the grace period");
-    e.heartbeat(&hb(15_000, 1));
+    e.heartbeat(&hb(15_000, 1), 15_000);
     let out = e.evaluate(16_000);
     assert_eq!(states(&out), [(AlarmState::Firing, "stale".to_owned())]);
     assert_eq!(out[0].event.as_ref().unwrap().component, "frontend");
-    e.heartbeat(&hb(17_000, 2));
+    e.heartbeat(&hb(17_000, 2), 17_000);
     assert_eq!(states(&e.evaluate(17_000))[0].0, AlarmState::Resolved);
+}
+
+#[test]
+fn a_heartbeat_from_a_clock_running_ahead_counts_as_sent_when_it_arrived() {
+    let mut e = engine(vec![rule("stale", json!({"stale_version_for": "5s"}))], vec![]);
+    e.spec(&spec_version(2, 10_000), 10_000);
+    // The agent's clock runs a minute ahead: 1 s after v2 landed proves nothing yet.
+    e.heartbeat(&hb(71_000, 1), 11_000);
+    assert!(e.evaluate(11_000).is_empty(), "not stale 1 s after the new version landed");
+    // Its clock set right, the agent's next heartbeat is its newest: it runs v2.
+    e.heartbeat(&hb(16_000, 2), 16_000);
+    assert!(e.evaluate(16_000).is_empty(), "the agent moved to v2");
+
+    // A version stamped in the future landed when it arrived.
+    let mut e = engine(vec![rule("stale", json!({"stale_version_for": "5s"}))], vec![]);
+    e.spec(&spec_version(2, 3_610_000), 10_000);
+    e.heartbeat(&hb(15_000, 1), 15_000);
+    assert_eq!(states(&e.evaluate(15_000)), [(AlarmState::Firing, "stale".to_owned())]);
 }
 
 #[test]

@@ -164,7 +164,7 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
                     }
                 } else {
                     match heartbeats.decode(payload) {
-                        Ok(hb) => engine.heartbeat(&hb),
+                        Ok(hb) => engine.heartbeat(&hb, now),
                         Err(error) => skip(&message, &error),
                     }
                 }

@@ -238,6 +238,17 @@ mod tests {
     }
 
     #[test]
+    fn zero_durations_are_refused_in_config_and_in_specs() {
+        for key in ["silent_for", "stale_version_for"] {
+            let e = Rule::from_config(&config("zero", json!({key: "0s"}))).unwrap_err().to_string();
+            assert_eq!(e, format!("rule \"zero\": {key} must be longer than zero"));
+            let policy: AlarmPolicy = serde_json::from_value(json!({"when": {key: "0s"}})).unwrap();
+            let e = Rule::from_policy("svc", 0, &policy).unwrap_err().to_string();
+            assert_eq!(e, format!("rule \"spec/svc/0\": {key} must be longer than zero"));
+        }
+    }
+
+    #[test]
     fn spec_policies_select_their_own_spec() {
         let policy: AlarmPolicy =
             serde_json::from_value(json!({"match": {"severity": "major"}, "when": {"failures_at_least": 2}, "for": "10s"}))

@@ -56,7 +56,8 @@ impl Window {
     }
 
     /// Adds `count` outcomes seen at `ts`; a timestamp from the future counts as `now`,
-    /// one older than the window is ignored.
+    /// one older than the window is ignored. A bucket holds at most `u32::MAX` of each
+    /// outcome; what does not fit is not counted.
     pub fn add(&mut self, ts: i64, outcome: Outcome, count: i64, now: i64) {
         let ts = ts.min(now);
         if ts <= now - self.span {
@@ -73,16 +74,17 @@ impl Window {
             }
         };
         let bucket = &mut self.buckets[index];
-        match outcome {
-            Outcome::Pass => {
-                bucket.pass = bucket.pass.saturating_add(count);
-                self.total.pass += u64::from(count);
-            }
-            Outcome::Fail => {
-                bucket.fail = bucket.fail.saturating_add(count);
-                self.total.fail += u64::from(count);
-            }
-            Outcome::Error | Outcome::Skip => {}
+        let slots = match outcome {
+            Outcome::Pass => Some((&mut bucket.pass, &mut self.total.pass)),
+            Outcome::Fail => Some((&mut bucket.fail, &mut self.total.fail)),
+            Outcome::Error | Outcome::Skip => None,
+        };
+        if let Some((slot, total)) = slots {
+            // The total gains only what the bucket did, so the bucket's expiry takes it
+            // all back out.
+            let after = slot.saturating_add(count);
+            *total += u64::from(after - *slot);
+            *slot = after;
         }
         self.expire(now);
     }
@@ -140,6 +142,16 @@ mod tests {
         w.add(4_500, Outcome::Fail, 2, 5_000);
         assert_eq!(w.counts(5_000).fail, 3);
         assert_eq!(w.counts(5_940).fail, 1);
+    }
+
+    #[test]
+    fn a_full_bucket_leaves_nothing_behind_when_it_expires() {
+        let mut w = Window::new(1_000);
+        w.add(0, Outcome::Fail, i64::MAX, 0);
+        w.add(0, Outcome::Fail, 5, 0);
+        w.add(0, Outcome::Pass, 1, 0);
+        assert_eq!(w.counts(0), Counts { pass: 1, fail: u64::from(u32::MAX) }, "a bucket holds at most u32::MAX");
+        assert_eq!(w.counts(1_050), Counts::default());
     }
 
     #[test]
