@@ -128,7 +128,7 @@ impl Emitter {
         let (tally, task) = (&key.requirement.tally, key.task);
         match key.outcome {
             Outcome::Pass => tally.pass(task, index),
-            Outcome::Skip => tally.add(task, |c| c.skips += 1),
+            Outcome::Skip => tally.skip(task),
             Outcome::Fail | Outcome::Error if tally.may_send(self.cap) => self.send(key, 1, message, details()),
             Outcome::Fail => tally.add(task, |c| c.excess_fails += 1),
             Outcome::Error => tally.add(task, |c| c.excess_errors += 1),

@@ -41,8 +41,10 @@ pub(super) struct CompiledRequirement {
 
 /// What one requirement has collected. A pass of a task the requirement names (or, for a
 /// requirement of every task, of the first task it sees) costs one atomic add in that
-/// task's slot: no lock, no lookup. Other outcomes take an uncontended lock and a lookup
-/// by the task name, with no allocation once a task was seen.
+/// task's slot: no lock, no lookup. So does a skip by one of the first [`SKIP_SLOTS`]
+/// other tasks the component checks (every check of another task skips the requirement,
+/// from every thread). Other outcomes take a lock and a lookup by the task name, with no
+/// allocation once a task was seen.
 ///
 /// Counters only grow; a flush or a heartbeat takes what was added since the previous
 /// one, so an add racing either is counted once, in this call or the next.
@@ -51,6 +53,8 @@ pub(super) struct Tally {
     /// One per task the requirement names, in order; one for the first task seen when it
     /// names none.
     slots: Box<[Slot]>,
+    /// Skips, one slot per task, taken by the first tasks that skip.
+    skip_slots: [Slot; SKIP_SLOTS],
     every_task: bool,
     rollups: Mutex<Rollups>,
     /// Outcomes counted outside the slots.
@@ -61,18 +65,43 @@ pub(super) struct Tally {
     sent: AtomicI64,
 }
 
+/// Tasks whose skips of one requirement are counted without a lock.
+const SKIP_SLOTS: usize = 8;
+
 #[derive(Debug, Default)]
 struct Slot {
     task: OnceLock<Box<str>>,
-    passes: AtomicI64,
+    /// Passes in a pass slot, skips in a skip slot.
+    count: AtomicI64,
+}
+
+impl Slot {
+    /// Counts one for `task` if this slot is (or now becomes) `task`'s.
+    fn count_for(&self, task: &str) -> bool {
+        let taken = **self.task.get_or_init(|| task.into()) == *task;
+        if taken {
+            self.count.fetch_add(1, Ordering::Relaxed);
+        }
+        taken
+    }
+
+    /// What was counted since `flushed`, which moves up to it.
+    fn take(&self, flushed: &mut i64) -> Option<(&str, i64)> {
+        let count = self.count.load(Ordering::Relaxed);
+        let task = self.task.get().filter(|_| count > *flushed)?;
+        let since = count - std::mem::replace(flushed, count);
+        Some((task, since))
+    }
 }
 
 #[derive(Debug, Default)]
 struct Rollups {
     /// task → counts rolled up into one assertion per (task, kind) at the next flush.
     by_task: rustc_hash::FxHashMap<Box<str>, Counts>,
-    /// Each slot's passes at the previous flush.
+    /// Each pass slot's count at the previous flush.
     flushed: Vec<i64>,
+    /// Each skip slot's count at the previous flush.
+    skips_flushed: [i64; SKIP_SLOTS],
 }
 
 /// Rolled-up outcomes of one task.
@@ -93,8 +122,9 @@ impl Tally {
             Some(tasks) => tasks.iter().map(|t| Slot { task: OnceLock::from(Box::from(t.as_str())), ..Slot::default() }).collect(),
         };
         Tally {
-            rollups: Mutex::new(Rollups { by_task: Default::default(), flushed: vec![0; slots.len()] }),
+            rollups: Mutex::new(Rollups { by_task: Default::default(), flushed: vec![0; slots.len()], skips_flushed: [0; SKIP_SLOTS] }),
             slots,
+            skip_slots: Default::default(),
             every_task: tasks.is_none(),
             others: AtomicI64::new(0),
             reported: AtomicI64::new(0),
@@ -108,12 +138,23 @@ impl Tally {
     pub(super) fn pass(&self, task: &str, index: Option<usize>) {
         if let Some(slot) = index.and_then(|i| self.slots.get(i)) {
             // A named task's index already matched it; the first-seen slot must compare.
-            if !self.every_task || **slot.task.get_or_init(|| task.into()) == *task {
-                slot.passes.fetch_add(1, Ordering::Relaxed);
+            if !self.every_task {
+                slot.count.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+            if slot.count_for(task) {
                 return;
             }
         }
         self.add(task, |c| c.passes += 1);
+    }
+
+    /// Counts a skip by `task`, which the requirement does not name.
+    #[inline]
+    pub(super) fn skip(&self, task: &str) {
+        if !self.skip_slots.iter().any(|slot| slot.count_for(task)) {
+            self.add(task, |c| c.skips += 1);
+        }
     }
 
     /// Counts an outcome by task name, under the lock.
@@ -141,13 +182,16 @@ impl Tally {
     pub(super) fn drain(&self) -> Vec<(String, Counts)> {
         self.sent.store(0, Ordering::Relaxed);
         let mut rollups = self.rollups.lock().unwrap_or_else(|e| e.into_inner());
-        let Rollups { by_task, flushed } = &mut *rollups;
+        let Rollups { by_task, flushed, skips_flushed } = &mut *rollups;
         let mut out: Vec<(String, Counts)> = Vec::new();
         for (slot, flushed) in self.slots.iter().zip(flushed.iter_mut()) {
-            let passes = slot.passes.load(Ordering::Relaxed);
-            if let (Some(task), true) = (slot.task.get(), passes > *flushed) {
-                out.push((task.to_string(), Counts { passes: passes - *flushed, ..Counts::default() }));
-                *flushed = passes;
+            if let Some((task, passes)) = slot.take(flushed) {
+                out.push((task.to_owned(), Counts { passes, ..Counts::default() }));
+            }
+        }
+        for (slot, flushed) in self.skip_slots.iter().zip(skips_flushed.iter_mut()) {
+            if let Some((task, skips)) = slot.take(flushed) {
+                out.push((task.to_owned(), Counts { skips, ..Counts::default() }));
             }
         }
         out.extend(by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.to_string(), std::mem::take(c))));
@@ -156,7 +200,8 @@ impl Tally {
 
     /// Every outcome counted since the tally was made.
     pub(super) fn outcomes(&self) -> i64 {
-        self.slots.iter().map(|s| s.passes.load(Ordering::Relaxed)).sum::<i64>() + self.others.load(Ordering::Relaxed)
+        let slots = self.slots.iter().chain(&self.skip_slots);
+        slots.map(|s| s.count.load(Ordering::Relaxed)).sum::<i64>() + self.others.load(Ordering::Relaxed)
     }
 
     /// Evaluations since the previous call.
@@ -311,6 +356,21 @@ mod tests {
             [("admin".to_owned(), counts(total / 4, 0)), ("other".to_owned(), counts(total / 8, total / 8)), ("serve".to_owned(), counts(total / 2, 0))]
                 .into_iter()
                 .collect();
+        assert_eq!(drained, expected);
+        assert_eq!(evaluations, total);
+        assert_eq!(tally.outcomes(), total);
+        assert!(tally.drain().is_empty());
+    }
+
+    #[test]
+    fn skips_by_more_tasks_than_there_are_skip_slots_count_exactly_across_threads() {
+        let tally = Tally::new(Some(&["backup".to_owned()]));
+        let tasks: Vec<String> = (0..SKIP_SLOTS + 4).map(|i| format!("task-{i}")).collect();
+        let (threads, n) = (4, 24_000);
+        let (drained, evaluations) = race(&tally, threads, n, |t, i| tally.skip(&tasks[(t + i) % tasks.len()]));
+        let total = (threads * n) as i64;
+        let each = total / tasks.len() as i64;
+        let expected: BTreeMap<String, Counts> = tasks.iter().map(|t| (t.clone(), counts(0, each))).collect();
         assert_eq!(drained, expected);
         assert_eq!(evaluations, total);
         assert_eq!(tally.outcomes(), total);
