@@ -130,7 +130,8 @@ impl Change {
 pub struct Meta {
     pub author: String,
     pub comment: String,
-    /// The version the change was made against; `Some(0)` for "must not exist yet".
+    /// The version the change was made against; `Some(0)` for "must not exist yet" (never
+    /// published, or deleted).
     pub expect_version: Option<i64>,
 }
 
@@ -227,6 +228,15 @@ fn too_large(config: &KafkaConfig, spec: &str, version: i64, bytes: usize, limit
     PublishError::TooLarge { spec: spec.to_owned(), version, bytes, limit, topic: topics.specs }
 }
 
+/// Whether a change made against version `expected` may follow `latest`: it is that
+/// version, or `expected` is 0 ("must not exist") and the spec was deleted.
+fn expected_matches(expected: i64, latest: Option<&SpecVersion>) -> bool {
+    match latest {
+        None => expected == 0,
+        Some(v) => v.version == expected || (expected == 0 && v.deleted),
+    }
+}
+
 fn attempt_once(config: &KafkaConfig, change: &Change, meta: &Meta, limit: usize) -> Result<SpecVersion, Failed> {
     let name = change.spec();
     let kafka = |action| move |source| PublishError::Kafka { action, brokers: config.brokers.clone(), source };
@@ -235,8 +245,9 @@ fn attempt_once(config: &KafkaConfig, change: &Change, meta: &Meta, limit: usize
     // A cheap early answer: versions only grow, so a committed version beyond the expected
     // one is a conflict whatever happens next, and needs no fencing of anyone.
     if let Some(expected) = meta.expect_version {
-        let current = latest(config, name)?.map_or(0, |v| v.version);
-        if current > expected {
+        let latest = latest(config, name)?;
+        let current = latest.as_ref().map_or(0, |v| v.version);
+        if current > expected && !expected_matches(expected, latest.as_ref()) {
             return Err(PublishError::Conflict { spec: name.to_owned(), expected, current }.into());
         }
     }
@@ -262,7 +273,7 @@ fn attempt_once(config: &KafkaConfig, change: &Change, meta: &Meta, limit: usize
 
     // Step 3: the check, then the next version.
     if let Some(expected) = meta.expect_version {
-        if expected != current {
+        if !expected_matches(expected, previous.as_ref()) {
             return Err(PublishError::Conflict { spec: name.to_owned(), expected, current }.into());
         }
     }

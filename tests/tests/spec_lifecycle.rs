@@ -111,7 +111,8 @@ async fn publish_change_read_history_diff_delete_and_recreate() {
     specctl_fails(&env, &["delete", "compute-service"], 5);
     specctl_fails(&env, &["add", "param", "compute-service", "frontend", "x", "--value", "1"], 5);
     assert!(!specctl_ok(&env, &["list"]).contains("compute-service"));
-    let recreated = json_out(&env, &["apply", "-f", &example, "--expect-version", "6", "-m", "back"]);
+    // "Must not exist yet" holds for a deleted spec (as would the delete's version, 6).
+    let recreated = json_out(&env, &["apply", "-f", &example, "--expect-version", "0", "-m", "back"]);
     assert_eq!(recreated["version"], 7);
     let d = diff(&load_history(&env.kafka, "compute-service", TIMEOUT).unwrap(), 6, 7).unwrap();
     assert_eq!(d.requirements.len(), 16);
