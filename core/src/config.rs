@@ -59,7 +59,8 @@ pub fn load_with_env<T: DeserializeOwned>(
         config::Environment::with_prefix(ENV_PREFIX)
             .prefix_separator("__")
             .separator("__")
-            .try_parsing(true)
+            // No `try_parsing`: it would turn a string that looks like a number into one
+            // and back (a password "007" becoming "7"); typed keys parse strings anyway.
             .source(Some(overrides)),
     );
     let merged = builder.build().map_err(|e| ConfigError::Invalid(e.to_string()))?;
@@ -339,6 +340,20 @@ mod tests {
         ];
         let c: ServiceConfig = load_with_env(Some(f.path()), env).unwrap();
         assert_eq!(c.kafka.brokers, "k2:9092");
+    }
+
+    #[test]
+    fn environment_strings_are_kept_as_written_and_typed_keys_still_parse() {
+        let env = vec![
+            ("SPECAUDIT__CLICKHOUSE__PASSWORD".to_owned(), "007".to_owned()),
+            ("SPECAUDIT__CLICKHOUSE__USER".to_owned(), "1e5".to_owned()),
+            ("SPECAUDIT__CLICKHOUSE__DATABASE".to_owned(), "TRUE".to_owned()),
+            ("SPECAUDIT__CLICKHOUSE__CLUSTER".to_owned(), "c2".to_owned()),
+            ("SPECAUDIT__CLICKHOUSE__INSERT_QUORUM".to_owned(), "2".to_owned()),
+        ];
+        let c = load_with_env::<WithClickHouse>(None, env).expect("loads").clickhouse;
+        assert_eq!((c.password.as_str(), c.user.as_str(), c.database.as_str()), ("007", "1e5", "TRUE"));
+        assert_eq!(c.cluster.map(|c| c.insert_quorum), Some(2));
     }
 
     #[test]
