@@ -1,6 +1,7 @@
 //! `specctl`: validate, publish, change and read specs. The work is done by the library
 //! (`publish`, `edit`, `history`, `diff`, `catalog`); this file parses and prints.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -13,7 +14,7 @@ use specaudit_core::config::KafkaConfig;
 use specaudit_core::record::SpecVersion;
 use specaudit_core::spec::Spec;
 use specaudit_producer::catalog::load_latest;
-use specaudit_producer::diff::{diff, render_text};
+use specaudit_producer::diff::{diff, render_text, DiffError};
 use specaudit_producer::edit::{Edit, Target};
 use specaudit_producer::history::{load_history, load_version, watch, HistoryError};
 use specaudit_producer::publish::{publish, Change, Meta, PublishError};
@@ -195,6 +196,20 @@ enum Command {
 
 type Failure = (u8, String);
 
+/// The reader of our output went away (`specctl list | head -1`): it has what it wanted,
+/// so specctl ends quietly with 0, like other Unix tools.
+const OUTPUT_CLOSED: Failure = (0, String::new());
+
+/// Writes `text` to standard output; a closed pipe is `OUTPUT_CLOSED`, not a panic.
+fn out(text: &str) -> Result<(), Failure> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(text.as_bytes()).and_then(|()| stdout.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(OUTPUT_CLOSED),
+        Err(e) => Err((1, format!("cannot write the output: {e}"))),
+    }
+}
+
 fn os_user() -> String {
     std::env::var("USER").or_else(|_| std::env::var("USERNAME")).unwrap_or_else(|_| "unknown".into())
 }
@@ -224,11 +239,11 @@ fn read_value(args: ValueArgs) -> Result<Value, Failure> {
     serde_yaml_ng::from_str(&text).map_err(|e| (EXIT_INVALID, format!("{from} is not YAML or JSON: {e}")))
 }
 
-fn print<T: serde::Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) {
+fn print<T: serde::Serialize>(format: Format, value: &T, text: impl FnOnce() -> String) -> Result<(), Failure> {
     match format {
-        Format::Text => println!("{}", text()),
-        Format::Json => println!("{}", serde_json::to_string_pretty(value).unwrap_or_default()),
-        Format::Yaml => print!("{}", serde_yaml_ng::to_string(value).unwrap_or_default()),
+        Format::Text => out(&format!("{}\n", text())),
+        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(value).unwrap_or_default())),
+        Format::Yaml => out(&serde_yaml_ng::to_string(value).unwrap_or_default()),
     }
 }
 
@@ -271,11 +286,11 @@ fn ts_text(ms: i64) -> String {
     humantime::format_rfc3339_seconds(time).to_string()
 }
 
-fn print_document(format: Format, version: &SpecVersion) {
+fn print_document(format: Format, version: &SpecVersion) -> Result<(), Failure> {
     let document: Value = serde_json::from_str(&version.document).unwrap_or_default();
     match format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&document).unwrap_or_default()),
-        Format::Yaml | Format::Text => print!("{}", serde_yaml_ng::to_string(&document).unwrap_or_default()),
+        Format::Json => out(&format!("{}\n", serde_json::to_string_pretty(&document).unwrap_or_default())),
+        Format::Yaml | Format::Text => out(&serde_yaml_ng::to_string(&document).unwrap_or_default()),
     }
 }
 
@@ -311,8 +326,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             print(format, &summary(&version), || {
                 let what = if version.deleted { "deleted as" } else { "published as" };
                 format!("{} {what} version {} by {}", version.spec, version.version, version.author)
-            });
-            Ok::<(), Failure>(())
+            })
         }
     };
     match cli.command {
@@ -321,7 +335,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 Ok(spec) => spec,
                 // As data too, so an editor or CI can mark the places.
                 Err(e) if !matches!(format, Format::Text) => {
-                    print(format, &json!({"valid": false, "file": file.display().to_string(), "problems": e.problems}), String::new);
+                    // The exit code says "invalid" whether or not the output could be written.
+                    let _ = print(format, &json!({"valid": false, "file": file.display().to_string(), "problems": e.problems}), String::new);
                     return Err((EXIT_INVALID, format!("{}: {e}", file.display())));
                 }
                 Err(e) => return Err((EXIT_INVALID, format!("{}: {e}", file.display()))),
@@ -330,7 +345,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             let data = json!({"valid": true, "spec": spec.spec, "components": spec.components.len(), "requirements": requirements, "sha256": spec.sha256()});
             print(format, &data, || {
                 format!("{}: valid ({} components, {requirements} requirements)", file.display(), spec.components.len())
-            });
+            })?;
         }
         Command::Apply { file, change } => publish_change(Change::Replace(read_spec(&file)?), change).await?,
         Command::Patch { name, patch_file, change } => {
@@ -356,12 +371,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             if version.deleted {
                 return Err((EXIT_NOT_FOUND, format!("version {n} of spec {} is its deletion", version.spec)));
             }
-            print_document(format, &version);
+            print_document(format, &version)?;
         }
         Command::Get { name, version: None } => {
             let latest = blocking(move || load_latest(&kafka, TIMEOUT).map_err(|e| (1, e.to_string()))).await?;
             let version = latest.get(&name).filter(|v| !v.deleted).ok_or((EXIT_NOT_FOUND, format!("spec {name} does not exist")))?;
-            print_document(format, version);
+            print_document(format, version)?;
         }
         Command::List => {
             let latest = blocking(move || load_latest(&kafka, TIMEOUT).map_err(|e| (1, e.to_string()))).await?;
@@ -373,17 +388,27 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                     out.push_str(&format!("\n{:<32} {:>7}  {:<20} {:<16} {}", v.spec, v.version, ts_text(v.ts), v.author, v.comment));
                 }
                 out
-            });
+            })?;
         }
         Command::History { name } => {
             let history = blocking(move || load_history(&kafka, &name, TIMEOUT).map_err(history_error)).await?;
             let data: Vec<Value> = history.iter().map(summary).collect();
-            print(format, &data, || history.iter().map(line).collect::<Vec<_>>().join("\n"));
+            print(format, &data, || history.iter().map(line).collect::<Vec<_>>().join("\n"))?;
         }
         Command::Diff { name, from, to } => {
+            // Versions in the wrong order, or below 1, are a usage error, known before asking Kafka.
+            if from >= to {
+                return Err((2, DiffError::Order { from, to }.to_string()));
+            }
+            if from < 1 {
+                return Err((2, format!("versions start at 1, not {from}")));
+            }
             let history = blocking(move || load_history(&kafka, &name, TIMEOUT).map_err(history_error)).await?;
-            let changes = diff(&history, from, to).map_err(|e| (EXIT_NOT_FOUND, e.to_string()))?;
-            print(format, &changes, || render_text(&changes).trim_end().to_owned());
+            let changes = diff(&history, from, to).map_err(|e| match e {
+                DiffError::NoSuchVersion { .. } => (EXIT_NOT_FOUND, e.to_string()),
+                DiffError::Order { .. } => (2, e.to_string()),
+            })?;
+            print(format, &changes, || render_text(&changes).trim_end().to_owned())?;
         }
         Command::Watch { name, from_beginning } => {
             let stop = Arc::new(AtomicBool::new(false));
@@ -394,13 +419,22 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             });
             blocking(move || {
                 let watching = || eprintln!("specctl: watching for new versions");
-                watch(&kafka, name.as_deref(), from_beginning, &stop, watching, |version| match format {
-                    Format::Text => println!("{}", line(&version)),
-                    // One document per version, so a pipeline can read them as they come.
-                    Format::Json => println!("{}", summary(&version)),
-                    Format::Yaml => print!("---\n{}", serde_yaml_ng::to_string(&summary(&version)).unwrap_or_default()),
+                let mut failed = None;
+                watch(&kafka, name.as_deref(), from_beginning, &stop, watching, |version| {
+                    let text = match format {
+                        Format::Text => format!("{}\n", line(&version)),
+                        // One document per version, so a pipeline can read them as they come.
+                        Format::Json => format!("{}\n", summary(&version)),
+                        Format::Yaml => format!("---\n{}", serde_yaml_ng::to_string(&summary(&version)).unwrap_or_default()),
+                    };
+                    if let Err(failure) = out(&text) {
+                        // Nobody reads any more (or cannot): stop watching.
+                        failed = Some(failure);
+                        stop.store(true, Ordering::Relaxed);
+                    }
                 })
-                .map_err(history_error)
+                .map_err(history_error)?;
+                failed.map_or(Ok(()), Err)
             })
             .await?;
         }
@@ -413,6 +447,8 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
+        // Only `OUTPUT_CLOSED` carries 0: the output was cut short by its reader.
+        Err((0, _)) => ExitCode::SUCCESS,
         Err((code, message)) => {
             eprintln!("specctl: {message}");
             ExitCode::from(code)

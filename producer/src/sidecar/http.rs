@@ -24,6 +24,9 @@ impl IntoResponse for RequestError {
             RequestError::Agent(AgentError::BadComponent(_)) => StatusCode::BAD_REQUEST,
             RequestError::Agent(_) => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            // The caller names more components than the sidecar is set to serve.
+            RequestError::TooManyComponents { .. } => StatusCode::TOO_MANY_REQUESTS,
+            RequestError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         (status, Json(serde_json::json!({"error": self.to_string()}))).into_response()

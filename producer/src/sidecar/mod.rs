@@ -2,13 +2,16 @@
 //! services written in any language.
 //!
 //! One sidecar serves every component of its host: each request names its component, and
-//! the sidecar starts one agent per component on first use.
+//! the sidecar starts one agent per component on first use, for at most
+//! `sidecar.max_components` components.
 
 mod http;
 mod lines;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +56,11 @@ pub struct SidecarSettings {
     pub queue_bytes: usize,
     #[serde(default = "default_start_timeout", with = "humantime_serde")]
     pub start_timeout: Duration,
+    /// Most components the sidecar starts agents for. Each agent holds two Kafka clients
+    /// and two threads, so a service that names components from its input cannot make
+    /// the sidecar start agents without bound; further components are refused.
+    #[serde(default = "default_max_components")]
+    pub max_components: NonZeroUsize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -71,6 +79,10 @@ fn default_start_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
+fn default_max_components() -> NonZeroUsize {
+    NonZeroUsize::new(64).unwrap_or(NonZeroUsize::MIN)
+}
+
 impl Default for SidecarSettings {
     fn default() -> Self {
         SidecarSettings {
@@ -80,6 +92,7 @@ impl Default for SidecarSettings {
             max_body_bytes: default_max_body(),
             queue_bytes: default_queue_bytes(),
             start_timeout: default_start_timeout(),
+            max_components: default_max_components(),
         }
     }
 }
@@ -138,6 +151,10 @@ pub enum RequestError {
     FactsNotObject(&'static str),
     #[error("component must be a dot-separated path, got {0:?}")]
     BadComponent(String),
+    #[error("the sidecar already runs agents for {max} components, its limit (sidecar.max_components): component {component:?} is refused")]
+    TooManyComponents { component: String, max: usize },
+    #[error("the sidecar is shutting down")]
+    ShuttingDown,
     #[error(transparent)]
     Agent(#[from] AgentError),
     #[error("the request failed inside the sidecar: {0}")]
@@ -166,11 +183,18 @@ pub(crate) fn parse_request<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Res
     serde_json::from_value(value).map_err(|e| RequestError::BadJson(e.to_string()))
 }
 
+/// The place of one component's agent. Its lock is held while the agent starts, so
+/// concurrent first requests wait for that one start instead of each starting an agent.
+/// `None` until started (or again after a failed start, retried by the next request).
+type Slot = Arc<Mutex<Option<Agent>>>;
+
 /// The agents of this host, one per component, started on first use.
 pub struct Sidecar {
     config: SidecarConfig,
     instance: String,
-    agents: Mutex<HashMap<String, Agent>>,
+    agents: Mutex<HashMap<String, Slot>>,
+    /// Set by `shutdown` (under the `agents` lock): no agent starts after it.
+    closed: AtomicBool,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -184,7 +208,7 @@ impl Sidecar {
         let instance = config.sidecar.instance.clone().unwrap_or_else(|| {
             std::fs::read_to_string("/etc/hostname").map(|h| h.trim().to_owned()).unwrap_or_else(|_| "localhost".into())
         });
-        Arc::new(Sidecar { config, instance, agents: Mutex::new(HashMap::new()) })
+        Arc::new(Sidecar { config, instance, agents: Mutex::new(HashMap::new()), closed: AtomicBool::new(false) })
     }
 
     /// The agent of `component`, started if needed (blocks up to the start timeout).
@@ -195,17 +219,39 @@ impl Sidecar {
         if !legal {
             return Err(RequestError::BadComponent(component.to_owned()));
         }
-        if let Some(agent) = self.agents.lock().unwrap_or_else(|e| e.into_inner()).get(component) {
+        let slot = self.slot(component)?;
+        let mut slot = slot.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(agent) = slot.as_ref() {
             return Ok(agent.clone());
+        }
+        // `shutdown` may have passed this slot while this request waited for it.
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(RequestError::ShuttingDown);
         }
         let mut config = AgentConfig::new(self.config.kafka.clone(), component, self.instance.clone());
         config.labels = self.config.sidecar.labels.clone();
         config.queue_bytes = self.config.sidecar.queue_bytes;
         config.start_timeout = self.config.sidecar.start_timeout;
         let agent = Agent::start(config)?;
+        *slot = Some(agent.clone());
+        Ok(agent)
+    }
+
+    /// The slot of `component`, made on its first request unless `sidecar.max_components`
+    /// are known already. A component keeps its slot even if its agent fails to start.
+    fn slot(&self, component: &str) -> Result<Slot, RequestError> {
         let mut agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
-        // Another request may have started one meanwhile: keep the first.
-        Ok(agents.entry(component.to_owned()).or_insert(agent).clone())
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(RequestError::ShuttingDown);
+        }
+        if let Some(slot) = agents.get(component) {
+            return Ok(Arc::clone(slot));
+        }
+        let max = self.config.sidecar.max_components.get();
+        if agents.len() >= max {
+            return Err(RequestError::TooManyComponents { component: component.to_owned(), max });
+        }
+        Ok(Arc::clone(agents.entry(component.to_owned()).or_default()))
     }
 
     pub fn check(&self, request: &CheckRequest) -> Result<Vec<OutcomeView>, RequestError> {
@@ -227,11 +273,19 @@ impl Sidecar {
         Ok(self.agent(component)?.requirements())
     }
 
-    /// Flushes every agent within `deadline`.
+    /// Refuses further requests and flushes every agent, each within `deadline`. An agent
+    /// still starting is waited for and then flushed too.
     pub fn shutdown(&self, deadline: Duration) {
-        let agents: Vec<Agent> = self.agents.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-        for agent in agents {
-            agent.shutdown(deadline);
+        let slots: Vec<Slot> = {
+            let agents = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+            self.closed.store(true, Ordering::Relaxed);
+            agents.values().cloned().collect()
+        };
+        for slot in slots {
+            let agent = slot.lock().unwrap_or_else(|e| e.into_inner()).take();
+            if let Some(agent) = agent {
+                agent.shutdown(deadline);
+            }
         }
     }
 }
@@ -248,6 +302,18 @@ mod tests {
         assert_eq!(config.sidecar.listen, defaults.listen);
         assert_eq!(config.sidecar.max_body_bytes, defaults.max_body_bytes);
         assert_eq!(config.sidecar.queue_bytes, defaults.queue_bytes);
+        assert_eq!(config.sidecar.start_timeout, defaults.start_timeout);
+        assert_eq!(config.sidecar.max_components, defaults.max_components);
+    }
+
+    #[test]
+    fn max_components_is_read_and_zero_is_refused() {
+        let env = vec![("SPECAUDIT__SIDECAR__MAX_COMPONENTS".to_owned(), "3".to_owned())];
+        let config = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap();
+        assert_eq!(config.sidecar.max_components.get(), 3);
+        let env = vec![("SPECAUDIT__SIDECAR__MAX_COMPONENTS".to_owned(), "0".to_owned())];
+        let err = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap_err();
+        assert!(err.to_string().contains("max_components"), "{err}");
     }
 
     #[test]
