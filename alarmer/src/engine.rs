@@ -14,7 +14,7 @@ use specaudit_core::record::{AlarmEvent, Assertion, Heartbeat, Outcome, Severity
 use specaudit_core::spec::Spec;
 
 use crate::alarm::{Alarms, Input, Transition};
-use crate::conditions::{Condition, Finding};
+use crate::conditions::{Condition, Finding, Judge};
 use crate::routes::Router;
 use crate::rules::{GroupKey, Rule, RuleError};
 use crate::selector::Subject;

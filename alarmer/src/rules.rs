@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 use specaudit_core::record::Severity;
-use specaudit_core::spec::AlarmPolicy;
+use specaudit_core::spec::{hold_ms, AlarmPolicy};
 
-use crate::conditions::Condition;
+use crate::conditions::{Condition, Judge};
 use crate::selector::{self, Selector};
 
 /// The window of failure conditions when a rule does not give one.
@@ -102,15 +102,6 @@ pub struct RuleError {
     pub problem: String,
 }
 
-pub(crate) fn duration_ms(key: &str, value: &Value) -> Result<i64, String> {
-    let Value::String(text) = value else {
-        return Err(format!("{key} must be a duration such as \"30s\" or \"5m\", not {value}"));
-    };
-    let d = humantime::parse_duration(text)
-        .map_err(|e| format!("{key} = {text:?} is not a duration ({e}); write it like \"30s\" or \"5m\""))?;
-    Ok(d.as_millis().min(i64::MAX as u128) as i64)
-}
-
 impl Rule {
     /// Validates a rule of the config file.
     pub fn from_config(config: &RuleConfig) -> Result<Rule, RuleError> {
@@ -160,10 +151,7 @@ impl Rule {
             None => condition.default_group_by(),
         };
         condition.check_group_by(&group_by)?;
-        let hold_ms = match hold {
-            Some(text) => duration_ms("for", &Value::String(text.to_owned()))?,
-            None => 0,
-        };
+        let hold_ms = hold.map(hold_ms).transpose()?.unwrap_or(0);
         let window_ms = window.unwrap_or(DEFAULT_WINDOW.as_millis() as i64);
         Ok(Rule { id, name, selector, group_by, condition, window_ms, hold_ms, severity, labels })
     }

@@ -1,6 +1,7 @@
 //! The spec format v1 (DESIGN.md section 3): parsing from YAML or JSON, validation that
 //! names the place of every mistake, canonical JSON, and inheritance down component paths.
 
+mod alarm_policy;
 mod locate;
 mod resolve;
 mod strict;
@@ -14,6 +15,7 @@ use sha2::{Digest, Sha256};
 
 use crate::record::Severity;
 
+pub use alarm_policy::{hold_ms, Condition, CONDITIONS};
 pub use resolve::{ApplicableRequirement, Applicable};
 pub use validate::{Problem, SpecError};
 
@@ -94,7 +96,8 @@ pub struct Check {
     pub schema: Option<Value>,
 }
 
-/// An alarm policy carried by a spec; the alarmer gives `match` and `when` their meaning.
+/// An alarm policy carried by a spec. Validation reads `when` and `for` with the parser
+/// the alarmer uses ([`Condition::parse`], [`hold_ms`]); the alarmer gives `match` its meaning.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlarmPolicy {

@@ -225,3 +225,56 @@ fn alarm_policies_take_what_the_alarmer_reads() {
     assert_eq!(spec.alarms.len(), 3);
     assert_eq!(spec.alarms[1].hold.as_deref(), Some("1h 30m"));
 }
+
+/// A spec with one alarm policy, written as the YAML lines after `- `.
+fn with_policy(policy: &str) -> String {
+    format!("apiVersion: specaudit/v1\nspec: s\nalarms:\n  - {policy}\n")
+}
+
+#[test]
+fn alarm_policies_the_alarmer_would_skip_are_refused_with_its_words() {
+    // The schema takes each of these; the alarmer would skip the policy with a warning.
+    let cases = [
+        ("when: {failures_at_least: 3, min_samples: 10}", "alarms[0].when", "min_samples applies only to failure_ratio_above"),
+        (
+            "when: {silent_for: 10m, window: 5m}",
+            "alarms[0].when",
+            "window does not apply to silent_for or stale_version_for: their duration is the window",
+        ),
+        ("when: {failures_at_least: 1, window: 0s}", "alarms[0].when", "window must be longer than zero"),
+        ("when: {silent_for: 0s}", "alarms[0].when", "silent_for must be longer than zero"),
+        ("when: {stale_version_for: 0s}", "alarms[0].when", "stale_version_for must be longer than zero"),
+        ("when: {silent_for: 5x}", "alarms[0].when", "silent_for = \"5x\" is not a duration ("),
+        ("{when: {failures_at_least: 1}, for: 5x}", "alarms[0].for", "for = \"5x\" is not a duration ("),
+    ];
+    for (policy, path, message) in cases {
+        let err = Spec::parse(&with_policy(policy)).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{policy}: {err}");
+        let problem = &err.problems[0];
+        assert_eq!((problem.path.as_str(), problem.line), (path, Some(4)), "{policy}: {err}");
+        assert!(problem.message.starts_with(message), "{policy}: {err}");
+    }
+}
+
+#[test]
+fn alarm_policy_problems_are_reported_once_and_all_together() {
+    // Two conditions: the schema's words only, not the alarmer's as well.
+    let err = Spec::parse(&with_policy("when: {failures_at_least: 1, silent_for: 5m}")).unwrap_err();
+    assert_eq!(err.problems.len(), 1, "{err}");
+    assert!(err.problems[0].message.contains("more than one condition"), "{err}");
+    // A mistake in `when` does not hide one in `for`, nor one elsewhere in the document.
+    let text = "apiVersion: specaudit/v1\nspec: s\ncomponents:\n  c:\n    requirements:\n      r: {severity: high}\nalarms:\n  - when: {silent_for: 0s}\n    for: 1 fortnight\n";
+    let places: Vec<String> = Spec::parse(text).unwrap_err().problems.iter().map(|p| p.path.clone()).collect();
+    assert_eq!(places, ["components.c.requirements.r.severity", "alarms[0].when", "alarms[0].for"]);
+    // A value (e.g. after a JSON Patch) is checked the same way.
+    let mut value = Spec::parse(EXAMPLE).unwrap().to_value();
+    value["alarms"][0]["for"] = "5x".into();
+    assert_eq!(Spec::from_value(value).unwrap_err().problems[0].path, "alarms[0].for");
+}
+
+#[test]
+fn the_example_alarm_policy_validates() {
+    let spec = Spec::parse(EXAMPLE).unwrap();
+    assert_eq!(spec.alarms.len(), 1);
+    assert_eq!(Condition::parse(&spec.alarms[0].when), Ok((Condition::FailuresAtLeast(1), None)));
+}

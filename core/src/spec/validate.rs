@@ -1,7 +1,8 @@
 //! Validation of a spec document. The document is checked against
 //! `schemas/spec.schema.json` (so the published schema and the code cannot drift apart),
-//! then every CEL expression and JSON Schema is compiled. Every problem found is reported,
-//! not just the first, each with its place as a dotted path from the document root
+//! then every CEL expression and JSON Schema is compiled and every alarm policy is read as
+//! the alarmer reads it. Every problem found is reported, not just the first, each with
+//! its place as a dotted path from the document root
 //! (`components.frontend.requirements.tls.check.expr`) and, for text input, its line.
 //! Unknown fields are refused, so a typo like `chekc` cannot silently drop a check.
 
@@ -13,7 +14,7 @@ use serde_json::Value;
 
 use super::locate::{Lines, Place, Step};
 use super::strict::StrictValue;
-use super::Spec;
+use super::{hold_ms, Condition, Spec};
 use crate::check::CompiledCheck;
 use crate::spec::Check;
 
@@ -97,6 +98,7 @@ pub(super) fn parse_json(text: &str) -> Result<Spec, SpecError> {
 pub(super) fn validate(value: Value, text: Option<&str>) -> Result<Spec, SpecError> {
     let mut found: Vec<(Place, String)> = Vec::new();
     structure(&value, &mut found);
+    alarm_policies(&value, &mut found);
     compile_checks(&value, &mut found);
     let spec = if found.is_empty() {
         // The schema accepted it, so this only fails if the schema and the types disagree.
@@ -264,4 +266,28 @@ fn compile_checks(value: &Value, found: &mut Vec<(Place, String)>) {
             }
         }
     }
+}
+
+/// Reads every alarm policy's `when` and `for` as the alarmer does, which is stricter than
+/// the schema (one condition, `min_samples` only with a ratio, durations that parse and are
+/// above zero): a policy the alarmer would skip is refused here instead. A field the schema
+/// already faulted is left alone, so its mistake is reported once. `match` needs nothing
+/// more: the schema is as strict as the alarmer's selector.
+fn alarm_policies(value: &Value, found: &mut Vec<(Place, String)>) {
+    let Some(alarms) = value.get("alarms").and_then(Value::as_array) else { return };
+    let mut more = Vec::new();
+    for (i, policy) in alarms.iter().enumerate() {
+        let at = Place(vec![Step::Key("alarms".into()), Step::Index(i)]);
+        let when = policy.get("when").and_then(Value::as_object).map(|when| Condition::parse(when).map(drop));
+        let hold = policy.get("for").and_then(Value::as_str).map(|hold| hold_ms(hold).map(drop));
+        for (field, result) in [("when", when), ("for", hold)] {
+            let place = at.key(field);
+            if let Some(Err(message)) = result {
+                if !found.iter().any(|(faulted, _)| faulted.0.starts_with(&place.0)) {
+                    more.push((place, message));
+                }
+            }
+        }
+    }
+    found.extend(more);
 }
