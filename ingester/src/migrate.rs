@@ -6,6 +6,8 @@
 //! node of the cluster (`schemas/clickhouse/cluster/NNN_*.sql`, docs/cluster.md). The
 //! config picks one; a database keeps the layout it was created with.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{bail, Context};
 use specaudit_core::config::{plain_identifier, ClickHouseConfig, ClusterConfig};
 
@@ -154,34 +156,86 @@ pub async fn migrate(config: &ClickHouseConfig) -> anyhow::Result<usize> {
             .with_context(|| format!("failed to create database {db} on {}", config.url))?;
         server.query(&create_migrations).execute().await.context("failed to create schema_migrations")?;
     }
-    let applied: Vec<u32> = server
-        .query(&applied_query(config))
-        .fetch_all()
-        .await
-        .context("failed to read schema_migrations")?;
-    let mut ran = 0;
-    for (version, name, statements) in plan(config) {
-        if applied.contains(&version) {
-            continue;
+    let pending = |applied: &[u32]| plan(config).into_iter().filter(|(v, ..)| !applied.contains(v)).collect::<Vec<_>>();
+    if pending(&applied(&server, config).await?).is_empty() {
+        return Ok(0);
+    }
+    // Ingesters starting together must not interleave migrations (002 drops and rebuilds
+    // the rollup): one applies them under the lock, the others then find them applied.
+    let lock = MigrationLock::take(&server, db).await?;
+    let result = async {
+        let mut ran = 0;
+        for (version, name, statements) in pending(&applied(&server, config).await?) {
+            apply(&server, config, version, name, statements).await?;
+            ran += 1;
         }
-        tracing::info!(version, name, cluster = config.cluster.as_ref().map(|c| c.name.as_str()), "applying migration");
-        for statement in statements {
-            server
-                .query(&statement)
-                .execute()
-                .await
-                .with_context(|| format!("migration {version:03}_{name} failed at: {statement}"))?;
-        }
+        Ok(ran)
+    }
+    .await;
+    lock.release(&server).await;
+    result
+}
+
+async fn applied(server: &clickhouse::Client, config: &ClickHouseConfig) -> anyhow::Result<Vec<u32>> {
+    server.query(&applied_query(config)).fetch_all().await.context("failed to read schema_migrations")
+}
+
+async fn apply(server: &clickhouse::Client, config: &ClickHouseConfig, version: u32, name: &str, statements: Vec<String>) -> anyhow::Result<()> {
+    let db = &config.database;
+    tracing::info!(version, name, cluster = config.cluster.as_ref().map(|c| c.name.as_str()), "applying migration");
+    for statement in statements {
         server
-            .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))
-            .bind(version)
-            .bind(name)
+            .query(&statement)
             .execute()
             .await
-            .context("failed to record the migration")?;
-        ran += 1;
+            .with_context(|| format!("migration {version:03}_{name} failed at: {statement}"))?;
     }
-    Ok(ran)
+    server
+        .query(&format!("INSERT INTO {db}.schema_migrations (version, name) VALUES (?, ?)"))
+        .bind(version)
+        .bind(name)
+        .execute()
+        .await
+        .context("failed to record the migration")
+}
+
+/// Longest wait for another process's migrations.
+const LOCK_WAIT: Duration = Duration::from_secs(300);
+
+/// A table that exists while one process applies migrations. ClickHouse creates a table
+/// name once however many ask at the same time, so creating it is taking the lock. On a
+/// cluster it is local to the server this process talks to.
+struct MigrationLock {
+    table: String,
+}
+
+impl MigrationLock {
+    async fn take(server: &clickhouse::Client, db: &str) -> anyhow::Result<MigrationLock> {
+        let table = format!("{db}.schema_migrations_lock");
+        let create = format!("CREATE TABLE {table} (taken_at DateTime DEFAULT now()) ENGINE = Memory");
+        let deadline = Instant::now() + LOCK_WAIT;
+        loop {
+            match server.query(&create).execute().await {
+                Ok(()) => return Ok(MigrationLock { table }),
+                // 57: the table exists, another process holds the lock.
+                Err(error) if error.to_string().contains("Code: 57") && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(error) if error.to_string().contains("Code: 57") => bail!(
+                    "another process has been applying migrations for {LOCK_WAIT:?} ({table} exists); \
+                     if none is running, drop that table"
+                ),
+                Err(error) => return Err(error).context("failed to take the migration lock"),
+            }
+        }
+    }
+
+    /// Gives the lock up; if that fails the table stays, and the next start says so.
+    async fn release(self, server: &clickhouse::Client) {
+        if let Err(error) = server.query(&format!("DROP TABLE IF EXISTS {}", self.table)).execute().await {
+            tracing::warn!(%error, table = %self.table, "cannot release the migration lock; drop the table by hand");
+        }
+    }
 }
 
 #[cfg(test)]
