@@ -333,13 +333,32 @@ impl Record for Heartbeat {
     const SCHEMA: &'static str = include_str!("../../schemas/avro/heartbeat.avsc");
     const ACCEPTS_JSON: bool = true;
 
+    fn read_current(body: &mut reader::Reader<'_>) -> Option<Result<Self, reader::Error>> {
+        Some(reader::heartbeat(body))
+    }
+
     fn validate(&self) -> Result<(), String> {
         check_required("agent_id", &self.agent_id)?;
         check_required("component", &self.component)?;
         check_required("instance", &self.instance)?;
         check_ts(self.ts)?;
+        check_ts(self.started_at).map_err(|e| format!("started_at: {e}"))?;
+        check_len("sdk_version", &self.sdk_version)?;
         if self.checked < 0 || self.emitted < 0 || self.dropped < 0 {
             return Err("counters must not be negative".into());
+        }
+        for used in &self.specs {
+            check_len("specs[].spec", &used.spec)?;
+            if used.version < 1 {
+                return Err(format!("specs[]: version {} of {:?} must be at least 1", used.version, used.spec));
+            }
+        }
+        for coverage in &self.requirements {
+            check_len("requirements[].spec", &coverage.spec)?;
+            check_len("requirements[].requirement", &coverage.requirement)?;
+            if coverage.evaluations < 0 {
+                return Err(format!("requirements[]: evaluations of {:?} must not be negative", coverage.requirement));
+            }
         }
         check_labels(&self.labels)
     }

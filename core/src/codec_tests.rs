@@ -173,6 +173,27 @@ fn forged_lengths_do_not_allocate_or_panic() {
 }
 
 #[test]
+fn a_forged_block_count_in_a_heartbeat_is_read_against_the_bytes_there_are() {
+    // Empty strings and arrays, then a labels block count of 2^24 in four bytes: a
+    // decoder that reserves room for the count first would reserve gigabytes.
+    let codec = Codec::<Heartbeat>::new();
+    let mut bytes = AVRO_MAGIC.to_vec();
+    bytes.extend_from_slice(&codec.fingerprint());
+    bytes.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0x80, 0x80, 0x10]);
+    // The one-pass reader's own message: it read entries until the body ended.
+    assert_eq!(codec.decode(&bytes), Err(DecodeError::Avro("unexpected end of body in a long".into())));
+}
+
+#[test]
+fn every_truncation_of_a_heartbeat_is_an_error() {
+    let codec = Codec::<Heartbeat>::new();
+    let bytes = codec.encode(&heartbeat()).unwrap();
+    for len in 0..bytes.len() {
+        assert!(codec.decode(&bytes[..len]).is_err(), "prefix of {len} bytes decoded");
+    }
+}
+
+#[test]
 fn semantic_checks_reject_what_the_schema_allows() {
     let codec = Codec::<Assertion>::new();
     let mut a = assertion();
@@ -201,6 +222,69 @@ fn semantic_checks_reject_what_the_schema_allows() {
     let mut a = assertion();
     a.component.clear();
     assert_eq!(codec.decode(&codec.encode(&a).unwrap()).unwrap_err().kind(), "invalid");
+}
+
+#[test]
+fn heartbeats_are_held_to_the_limits_of_assertions() {
+    let codec = Codec::<Heartbeat>::new();
+    let refused = |change: &dyn Fn(&mut Heartbeat)| {
+        let mut h = heartbeat();
+        change(&mut h);
+        match codec.decode(&codec.encode(&h).unwrap()) {
+            Err(DecodeError::Invalid(reason)) => reason,
+            other => panic!("accepted or refused for another reason: {other:?}"),
+        }
+    };
+    assert!(refused(&|h| h.sdk_version = "x".repeat(MAX_FIELD_BYTES + 1)).starts_with("sdk_version is"));
+    assert!(refused(&|h| h.started_at = -1).starts_with("started_at:"));
+    assert!(refused(&|h| h.specs[0].version = 0).contains("version 0 of \"compute-service\" must be at least 1"));
+    assert!(refused(&|h| h.requirements[0].evaluations = -5).contains("must not be negative"));
+    assert!(refused(&|h| h.requirements[0].requirement = "r".repeat(MAX_FIELD_BYTES + 1)).starts_with("requirements[].requirement is"));
+    assert!(codec.decode(&codec.encode(&heartbeat()).unwrap()).is_ok());
+}
+
+mod one_pass_heartbeat_reader {
+    //! The one-pass reader of current-schema heartbeats against `apache_avro`, on the
+    //! bodies it writes (not on garbage: there `apache_avro` may reserve gigabytes).
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn any_heartbeat() -> impl Strategy<Value = Heartbeat> {
+        let text = || ".{0,20}";
+        (
+            (text(), text(), text(), any::<i64>(), any::<i64>(), text()),
+            proptest::collection::vec((text(), any::<i64>()), 0..4),
+            (any::<i64>(), any::<i64>(), any::<i64>()),
+            proptest::collection::vec((text(), text(), any::<i64>()), 0..4),
+            proptest::collection::btree_map(text(), text(), 0..4),
+        )
+            .prop_map(|((agent_id, component, instance, ts, started_at, sdk_version), specs, (checked, emitted, dropped), requirements, labels)| Heartbeat {
+                agent_id,
+                component,
+                instance,
+                ts,
+                started_at,
+                sdk_version,
+                specs: specs.into_iter().map(|(spec, version)| SpecInUse { spec, version }).collect(),
+                checked,
+                emitted,
+                dropped,
+                requirements: requirements.into_iter().map(|(spec, requirement, evaluations)| RequirementCoverage { spec, requirement, evaluations }).collect(),
+                labels,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn reads_what_apache_avro_writes(h in any_heartbeat()) {
+            let codec = Codec::<Heartbeat>::new();
+            let body = apache_avro::to_avro_datum(&codec.schema, apache_avro::to_value(&h).unwrap()).unwrap();
+            let mut reader = reader::Reader::new(&body);
+            prop_assert_eq!(reader::heartbeat(&mut reader), Ok(h));
+            prop_assert_eq!(reader.remaining(), 0);
+        }
+    }
 }
 
 mod one_pass_reader {

@@ -5,12 +5,15 @@
 //! passes and an allocation per value. The ingester decodes every assertion, so
 //! [`Assertion`]s written with the current schema are read here in one pass straight into
 //! the struct; older writer schemas still go through `apache_avro`'s schema resolution.
+//! Heartbeats are read here too, for another reason: `apache_avro` reserves room for an
+//! array's or map's block count before reading its items, so a forged count in a few
+//! bytes would reserve gigabytes; here every item is read before it is stored.
 //! The reader is checked against `apache_avro` on random records and random bytes
 //! (`codec_tests.rs`): same records, and an error wherever `apache_avro` errs.
 
 use std::collections::BTreeMap;
 
-use crate::record::{Assertion, Outcome, Severity};
+use crate::record::{Assertion, Heartbeat, Outcome, RequirementCoverage, Severity, SpecInUse};
 
 /// Why a body could not be read; becomes [`DecodeError::Avro`](super::DecodeError::Avro).
 pub type Error = String;
@@ -96,6 +99,19 @@ impl<'a> Reader<'a> {
     /// A `map` of strings written over `map`.
     pub fn string_map_into(&mut self, map: &mut BTreeMap<String, String>) -> Result<(), Error> {
         map.clear();
+        self.blocks(|r| {
+            let key = r.string()?;
+            let value = r.string()?;
+            map.insert(key, value);
+            Ok(())
+        })
+    }
+
+    /// The blocks of an `array` or `map`: each block's count (negative when its byte size
+    /// follows), `item` read that many times, until an empty block. Every item takes at
+    /// least one byte, so a forged count ends at the body's end, having stored only what
+    /// was read.
+    fn blocks(&mut self, mut item: impl FnMut(&mut Self) -> Result<(), Error>) -> Result<(), Error> {
         loop {
             let count = self.long()?;
             if count == 0 {
@@ -104,14 +120,34 @@ impl<'a> Reader<'a> {
             if count < 0 {
                 self.long()?;
             }
-            // Each entry takes at least two bytes, so a forged count ends at the body's end.
             for _ in 0..count.unsigned_abs() {
-                let key = self.string()?;
-                let value = self.string()?;
-                map.insert(key, value);
+                item(self)?;
             }
         }
     }
+}
+
+/// Reads a [`Heartbeat`] body written with the current `heartbeat.avsc`.
+pub fn heartbeat(r: &mut Reader<'_>) -> Result<Heartbeat, Error> {
+    let agent_id = r.string()?;
+    let component = r.string()?;
+    let instance = r.string()?;
+    let ts = r.long()?;
+    let started_at = r.long()?;
+    let sdk_version = r.string()?;
+    let mut specs = Vec::new();
+    r.blocks(|r| {
+        specs.push(SpecInUse { spec: r.string()?, version: r.long()? });
+        Ok(())
+    })?;
+    let (checked, emitted, dropped) = (r.long()?, r.long()?, r.long()?);
+    let mut requirements = Vec::new();
+    r.blocks(|r| {
+        requirements.push(RequirementCoverage { spec: r.string()?, requirement: r.string()?, evaluations: r.long()? });
+        Ok(())
+    })?;
+    let labels = r.string_map()?;
+    Ok(Heartbeat { agent_id, component, instance, ts, started_at, sdk_version, specs, checked, emitted, dropped, requirements, labels })
 }
 
 /// Reads an [`Assertion`] body written with the current `assertion.avsc`.
