@@ -252,8 +252,16 @@ pub struct TelemetryConfig {
     #[serde(default)]
     pub log_format: LogFormat,
     /// A `tracing` filter such as `info,specaudit_ingester=debug`; `RUST_LOG` wins when set.
-    #[serde(default = "default_log_filter")]
+    #[serde(default = "default_log_filter", deserialize_with = "log_filter")]
     pub log_filter: String,
+}
+
+/// A filter `tracing` can use; refused at start, where logging would otherwise fall back
+/// to `info` without a word.
+fn log_filter<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    let filter = String::deserialize(deserializer)?;
+    tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| serde::de::Error::custom(format!("{filter:?} is not a log filter: {e}")))?;
+    Ok(filter)
 }
 
 impl Default for TelemetryConfig {
@@ -354,6 +362,15 @@ mod tests {
         let c = load_with_env::<WithClickHouse>(None, env).expect("loads").clickhouse;
         assert_eq!((c.password.as_str(), c.user.as_str(), c.database.as_str()), ("007", "1e5", "TRUE"));
         assert_eq!(c.cluster.map(|c| c.insert_quorum), Some(2));
+    }
+
+    #[test]
+    fn a_log_filter_tracing_cannot_use_is_refused_by_name() {
+        let f = file("[telemetry]\nlog_filter = \"info,specaudit=verbose\"\n");
+        let err = load_with_env::<ServiceConfig>(Some(f.path()), no_env()).unwrap_err().to_string();
+        assert!(err.contains("log_filter") && err.contains("verbose"), "{err}");
+        let f = file("[telemetry]\nlog_filter = \"warn,specaudit_ingester=debug\"\n");
+        assert!(load_with_env::<ServiceConfig>(Some(f.path()), no_env()).is_ok());
     }
 
     #[test]
