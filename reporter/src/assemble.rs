@@ -10,7 +10,7 @@ use specaudit_producer::diff::Kind;
 
 use crate::query::{self, QueryError, Source, VersionRow};
 use crate::report::{
-    cells, coverage, group_by, AgentState, Bucket, HistoryEntry, Report, RequirementChange, ScopeEcho, SpecInUse, SpecReport,
+    cells, coverage, group_by, kept_requirements, AgentState, Bucket, HistoryEntry, Report, RequirementChange, ScopeEcho, SpecInUse, SpecReport,
     Summary,
 };
 use crate::scope::Scope;
@@ -181,7 +181,9 @@ pub async fn report(client: &clickhouse::Client, scope: &Scope, options: &Option
                 continue;
             }
         };
-        let observed = query::observed(client, &name, scope, options.source).await?;
+        let mut observed = query::counts(client, &name, scope, options.source).await?;
+        let kept = kept_requirements(&spec, scope);
+        query::add_last_failures(client, &name, &mut observed, |requirement| kept.contains_key(requirement)).await;
         // Agents that ran the spec during the range owe its requirements even if silent.
         let heartbeating: BTreeSet<String> = agents
             .iter()

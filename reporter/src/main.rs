@@ -1,6 +1,7 @@
 //! `specaudit-reporter`: compliance reports from ClickHouse on the command line (`report`)
 //! or as a web UI and API (`serve`).
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -49,6 +50,13 @@ enum Command {
     Serve,
 }
 
+/// Writes `text` to stdout; unlike `print!`, returns the error instead of panicking.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -73,13 +81,18 @@ async fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let client = specaudit_core::clickhouse::client(&config.clickhouse);
+            let client = specaudit_reporter::query::client(&config.clickhouse);
             let options = Options { silent_after: config.report.silent_after, buckets: config.report.buckets, ..Options::default() };
             match report(&client, &scope, &options).await {
-                Ok(report) => {
-                    print!("{}", render(&report, format));
-                    ExitCode::SUCCESS
-                }
+                Ok(report) => match write_stdout(&render(&report, format)) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    // A reader that has seen enough (`| head`) is a normal end.
+                    Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("specaudit-reporter: cannot write the report: {error}");
+                        ExitCode::FAILURE
+                    }
+                },
                 Err(error) => {
                     eprintln!("specaudit-reporter: {error}");
                     ExitCode::FAILURE

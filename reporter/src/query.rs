@@ -29,6 +29,14 @@ pub struct QueryError {
     pub source: clickhouse::error::Error,
 }
 
+/// The reporter's ClickHouse client. ClickHouse ends any statement after
+/// [`QUERY_BUDGET`](crate::http::QUERY_BUDGET), the time the web server waits for a page:
+/// a request given up on (say `from=0`) must not keep scanning on the server.
+pub fn client(config: &specaudit_core::config::ClickHouseConfig) -> clickhouse::Client {
+    specaudit_core::clickhouse::client(config)
+        .with_setting("max_execution_time", crate::http::QUERY_BUDGET.as_secs().to_string())
+}
+
 fn err(what: &'static str) -> impl FnOnce(clickhouse::error::Error) -> QueryError {
     move |source| QueryError { what, source }
 }
@@ -95,6 +103,19 @@ pub async fn observed(
     scope: &Scope,
     source: Source,
 ) -> Result<BTreeMap<(String, String), Observed>, QueryError> {
+    let mut observed = counts(client, spec, scope, source).await?;
+    add_last_failures(client, spec, &mut observed, |_| true).await;
+    Ok(observed)
+}
+
+/// Counts per (requirement, component) of one spec within the scope, without failure
+/// messages ([`add_last_failures`] reads those).
+pub async fn counts(
+    client: &clickhouse::Client,
+    spec: &str,
+    scope: &Scope,
+    source: Source,
+) -> Result<BTreeMap<(String, String), Observed>, QueryError> {
     let sql = match source {
         Source::Rollup => format!(
             "SELECT requirement, component, toString(any(severity)), sum(passes), sum(failures), sum(errors), \
@@ -119,53 +140,97 @@ pub async fn observed(
     let query = client.query(&sql).bind(spec).bind(from).bind(to);
     let rows: Vec<CountRow> = bind_subtree(query, scope).fetch_all().await.map_err(err("assertion counts"))?;
     let mut observed = BTreeMap::new();
-    let mut failing = Vec::new();
     for row in rows {
         let CountRow { requirement, component, severity, passes, failures, errors, skips, mut failing_instances, last_failure_minute } =
             row;
         failing_instances.sort();
-        if failures > 0 {
-            failing.push((requirement.clone(), component.clone(), last_failure_minute));
-        }
         observed.insert(
             (requirement, component),
-            Observed { severity, passes, failures, errors, skips, failing_instances, last_failure: String::new() },
+            Observed { severity, passes, failures, errors, skips, failing_instances, last_failure: String::new(), last_failure_minute },
         );
-    }
-    for (requirement, component, message) in last_failures(client, spec, &failing).await? {
-        if let Some(o) = observed.get_mut(&(requirement, component)) {
-            o.last_failure = message;
-        }
     }
     Ok(observed)
 }
 
-/// Failing cells per query: bounds the statement's size.
-const CELLS_PER_QUERY: usize = 100;
-
-/// The last failure message of each failing cell, read from the raw table within the
-/// cell's last failing minute only: the primary key (spec, component, requirement, ts)
-/// then narrows the read to a granule or two per cell instead of the whole range.
-async fn last_failures(
+/// Sets `last_failure` of the failing cells whose requirement `keep` accepts (the report
+/// drops the others, so reading their messages is wasted). A lookup ClickHouse refuses
+/// leaves its cells without a message: the counts matter more than the text.
+pub async fn add_last_failures(
     client: &clickhouse::Client,
     spec: &str,
-    failing: &[(String, String, u32)],
-) -> Result<Vec<(String, String, String)>, QueryError> {
-    let mut out = Vec::new();
-    for chunk in failing.chunks(CELLS_PER_QUERY) {
-        let cells = vec!["(component = ? AND requirement = ? AND ts >= toDateTime(?) AND ts < toDateTime(?))"; chunk.len()];
-        let sql = format!(
-            "SELECT requirement, component, argMax(message, ts_ms) FROM assertions \
-             WHERE spec = ? AND outcome = 'fail' AND ({}) GROUP BY requirement, component",
-            cells.join(" OR ")
-        );
-        let mut query = client.query(&sql).bind(spec);
-        for (requirement, component, minute) in chunk {
-            query = query.bind(component).bind(requirement).bind(*minute).bind(u64::from(*minute) + 60);
+    observed: &mut BTreeMap<(String, String), Observed>,
+    keep: impl Fn(&str) -> bool,
+) {
+    let failing: Vec<Failing<'_>> = observed
+        .iter()
+        .filter(|((requirement, _), o)| o.failures > 0 && keep(requirement))
+        .map(|((requirement, component), o)| Failing { requirement, component, minute: o.last_failure_minute })
+        .collect();
+    let mut found = Vec::new();
+    for batch in batches(&failing) {
+        match last_failures(client, spec, batch).await {
+            Ok(rows) => found.extend(rows),
+            Err(error) => {
+                tracing::warn!(spec, cells = batch.len(), %error, "showing failing cells without their last failure message")
+            }
         }
-        out.extend(query.fetch_all::<(String, String, String)>().await.map_err(err("the last failure messages"))?);
     }
-    Ok(out)
+    for (requirement, component, message) in found {
+        if let Some(o) = observed.get_mut(&(requirement, component)) {
+            o.last_failure = message;
+        }
+    }
+}
+
+/// A failing cell to look up.
+#[derive(Debug, Clone, Copy)]
+struct Failing<'a> {
+    requirement: &'a str,
+    component: &'a str,
+    /// Start of its last failing minute (seconds).
+    minute: u32,
+}
+
+/// Failing cells per lookup, and bytes of their bound text (component and requirement are
+/// free text of up to 64 KiB each): a statement, quoting included, stays well under
+/// ClickHouse's default max_query_size of 256 KiB.
+const CELLS_PER_QUERY: usize = 100;
+const BOUND_BYTES_PER_QUERY: usize = 64 * 1024;
+
+/// Splits the cells into lookups within both bounds; a cell larger than the byte bound
+/// is looked up alone.
+fn batches<'s, 'a>(cells: &'s [Failing<'a>]) -> Vec<&'s [Failing<'a>]> {
+    let mut out = Vec::new();
+    let (mut start, mut bytes) = (0, 0);
+    for (i, cell) in cells.iter().enumerate() {
+        let size = cell.requirement.len() + cell.component.len();
+        if i > start && (i - start == CELLS_PER_QUERY || bytes + size > BOUND_BYTES_PER_QUERY) {
+            out.push(&cells[start..i]);
+            (start, bytes) = (i, 0);
+        }
+        bytes += size;
+    }
+    if start < cells.len() {
+        out.push(&cells[start..]);
+    }
+    out
+}
+
+/// The last failure message of each cell, read from the raw table within the cell's last
+/// failing minute only: the primary key (spec, component, requirement, ts) then narrows the
+/// read to a granule or two per cell instead of the whole range.
+async fn last_failures(client: &clickhouse::Client, spec: &str, cells: &[Failing<'_>]) -> Result<Vec<(String, String, String)>, QueryError> {
+    let conditions = vec!["(component = ? AND requirement = ? AND ts >= toDateTime(?) AND ts < toDateTime(?))"; cells.len()];
+    let sql = format!(
+        "SELECT requirement, component, argMax(message, ts_ms) FROM assertions \
+         WHERE spec = ? AND outcome = 'fail' AND ({}) GROUP BY requirement, component",
+        conditions.join(" OR ")
+    );
+    let mut query = client.query(&sql).bind(spec);
+    for cell in cells {
+        query = query.bind(cell.component).bind(cell.requirement).bind(cell.minute).bind(u64::from(cell.minute) + 60);
+    }
+    query.fetch_all().await.map_err(err("the last failure messages"))
 }
 
 /// Pass, fail and error counts per bucket of `step_s` seconds (a multiple of 60), for every
@@ -231,18 +296,25 @@ struct AlarmRow {
 
 /// Alarm transitions and waivers within the scope, newest first (at most `limit`).
 pub async fn alarms(client: &clickhouse::Client, scope: &Scope, limit: u64) -> Result<Vec<AlarmRecord>, QueryError> {
+    // The severity filter goes before the LIMIT: newer alarms of other severities must not
+    // crowd out the ones asked for. Compared as text, which every server version accepts.
+    let severities = if scope.severities.is_empty() {
+        String::new()
+    } else {
+        format!(" AND toString(severity) IN ({})", vec!["?"; scope.severities.len()].join(", "))
+    };
     let sql = format!(
         "SELECT ts_ms, fingerprint, rule, toString(state), toString(severity), spec, component, requirement, \
-         summary, value FROM alarms WHERE ts_ms >= ? AND ts_ms <= ? AND (? = '' OR spec = ?){} \
+         summary, value FROM alarms WHERE ts_ms >= ? AND ts_ms <= ? AND (? = '' OR spec = ?){}{severities} \
          ORDER BY ts_ms DESC LIMIT ?",
         subtree(scope)
     );
     let spec = scope.spec.as_deref().unwrap_or("");
     let query = client.query(&sql).bind(scope.from_ms).bind(scope.to_ms).bind(spec).bind(spec);
-    let rows: Vec<AlarmRow> = bind_subtree(query, scope).bind(limit).fetch_all().await.map_err(err("alarms"))?;
+    let query = scope.severities.iter().fold(bind_subtree(query, scope), |query, severity| query.bind(severity.as_str()));
+    let rows: Vec<AlarmRow> = query.bind(limit).fetch_all().await.map_err(err("alarms"))?;
     Ok(rows
         .into_iter()
-        .filter(|a| scope.admits_severity(&a.severity))
         .map(|a| AlarmRecord {
             ts_ms: a.ts_ms,
             fingerprint: a.fingerprint,
@@ -318,4 +390,34 @@ pub async fn recent_failures(
         .await
         .map_err(err("recent failures"))?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(requirement: &'static str, component: &'static str) -> Failing<'static> {
+        Failing { requirement, component, minute: 0 }
+    }
+
+    fn sizes(batches: &[&[Failing<'_>]]) -> Vec<usize> {
+        batches.iter().map(|b| b.len()).collect()
+    }
+
+    #[test]
+    fn lookups_are_bounded_by_cells_and_by_bytes() {
+        assert!(batches(&[]).is_empty());
+        let small = vec![cell("a/r", "a.b"); 250];
+        assert_eq!(sizes(&batches(&small)), [100, 100, 50]);
+        // Huge free-text components: a few per statement, a huge one alone, nothing lost.
+        let huge: &'static str = "x".repeat(40 * 1024).leak();
+        let giant: &'static str = "y".repeat(200 * 1024).leak();
+        let cells = [cell("a/r", huge), cell("a/r", "a"), cell("a/r", huge), cell("a/r", giant), cell("a/r", "a")];
+        let split = batches(&cells);
+        assert_eq!(sizes(&split), [2, 1, 1, 1]);
+        for batch in &split {
+            let bytes: usize = batch.iter().map(|c| c.requirement.len() + c.component.len()).sum();
+            assert!(batch.len() == 1 || bytes <= BOUND_BYTES_PER_QUERY, "{bytes}");
+        }
+    }
 }

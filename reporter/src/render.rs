@@ -65,8 +65,25 @@ fn csv(report: &Report) -> String {
     out
 }
 
+/// Escapes data (free text from assertions, specs and alarms) for Markdown text and table
+/// cells: it must not end a cell or a line, nor become HTML, an entity, a code span or a
+/// link; the backslash is escaped so it cannot undo the escapes.
 fn md_escape(text: &str) -> String {
-    text.replace('|', "\\|").replace('\n', " ")
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' | '|' | '`' | '[' | ']' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\n' | '\r' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 fn markdown(report: &Report) -> String {
@@ -76,20 +93,20 @@ fn markdown(report: &Report) -> String {
     let _ = writeln!(out, "Overall: {:.1}% compliant ({} compliant, {} failing, {} error, {} unknown)\n",
         s.compliance_pct, s.compliant, s.failing, s.error, s.unknown);
     for spec in &report.specs {
-        let _ = writeln!(out, "## {} (version {}): {:.1}% compliant\n", spec.spec, spec.version, spec.summary.compliance_pct);
+        let _ = writeln!(out, "## {} (version {}): {:.1}% compliant\n", md_escape(&spec.spec), spec.version, spec.summary.compliance_pct);
         let _ = writeln!(out, "| requirement | component | severity | status | passes | failures | errors | failure ratio | failing instances | last failure |");
         let _ = writeln!(out, "|---|---|---|---|---:|---:|---:|---:|---|---|");
         for c in &spec.cells {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} |", c.requirement, c.component, c.severity,
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} | {:.4} | {} | {} |", md_escape(&c.requirement), md_escape(&c.component), md_escape(&c.severity),
                 c.status.as_str(), c.passes, c.failures, c.errors, c.failure_ratio, md_escape(&c.failing_instances.join(", ")), md_escape(&c.last_failure));
         }
         let _ = writeln!(out, "\n### Compliance by component type\n\n| component type | compliance | compliant | failing | error | unknown |\n|---|---:|---:|---:|---:|---:|");
         for g in &spec.component_types {
-            let _ = writeln!(out, "| {} | {:.1}% | {} | {} | {} | {} |", g.name, g.summary.compliance_pct, g.summary.compliant, g.summary.failing, g.summary.error, g.summary.unknown);
+            let _ = writeln!(out, "| {} | {:.1}% | {} | {} | {} | {} |", md_escape(&g.name), g.summary.compliance_pct, g.summary.compliant, g.summary.failing, g.summary.error, g.summary.unknown);
         }
         let _ = writeln!(out, "\n### Compliance by component\n\n| component | compliance | compliant | failing | error | unknown |\n|---|---:|---:|---:|---:|---:|");
         for g in &spec.components {
-            let _ = writeln!(out, "| {} | {:.1}% | {} | {} | {} | {} |", g.name, g.summary.compliance_pct, g.summary.compliant, g.summary.failing, g.summary.error, g.summary.unknown);
+            let _ = writeln!(out, "| {} | {:.1}% | {} | {} | {} | {} |", md_escape(&g.name), g.summary.compliance_pct, g.summary.compliant, g.summary.failing, g.summary.error, g.summary.unknown);
         }
         let c = &spec.coverage;
         let list = |items: &[String]| if items.is_empty() { "none".to_owned() } else { md_escape(&items.join(", ")) };
@@ -108,7 +125,7 @@ fn markdown(report: &Report) -> String {
     if !report.alarms.is_empty() {
         let _ = writeln!(out, "## Alarms and waivers\n\n| time | state | severity | spec | component | requirement | summary |\n|---|---|---|---|---|---|---|");
         for a in &report.alarms {
-            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} |", crate::html::time(a.ts_ms), a.state, a.severity, md_escape(&a.spec),
+            let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} | {} |", crate::html::time(a.ts_ms), md_escape(&a.state), md_escape(&a.severity), md_escape(&a.spec),
                 md_escape(&a.component), md_escape(&a.requirement), md_escape(&a.summary));
         }
         out.push('\n');
@@ -129,13 +146,13 @@ fn markdown(report: &Report) -> String {
 fn scope_note(report: &Report) -> String {
     let mut parts = Vec::new();
     if let Some(spec) = &report.scope.spec {
-        parts.push(format!("spec {spec}"));
+        parts.push(format!("spec {}", md_escape(spec)));
     }
     if let Some(component) = &report.scope.component {
-        parts.push(format!("components under {component}"));
+        parts.push(format!("components under {}", md_escape(component)));
     }
     if !report.scope.severities.is_empty() {
-        parts.push(format!("severity {}", report.scope.severities.join(", ")));
+        parts.push(format!("severity {}", md_escape(&report.scope.severities.join(", "))));
     }
     if parts.is_empty() { String::new() } else { format!(" ({})", parts.join("; ")) }
 }
@@ -218,6 +235,34 @@ mod tests {
         for section in ["# Compliance report", "## s (version 2): 0.0% compliant", "### Compliance by component type", "### Coverage"] {
             assert!(text.contains(section), "missing {section}: {text}");
         }
+    }
+
+    #[test]
+    fn markdown_escapes_every_data_field() {
+        let hostile = "x|y<img src=z>&amp;`code`[l](u)\\|\r\nnext";
+        let escaped = "x\\|y&lt;img src=z&gt;&amp;amp;\\`code\\`\\[l\\](u)\\\\\\|  next";
+        let mut report = report();
+        report.scope.component = Some(hostile.into());
+        let spec = &mut report.specs[0];
+        spec.spec = hostile.into();
+        spec.cells[0].requirement = hostile.into();
+        spec.cells[0].component = hostile.into();
+        spec.cells[0].last_failure = hostile.into();
+        spec.components[0].name = hostile.into();
+        spec.component_types[0].name = hostile.into();
+        spec.coverage.unreported_components = vec![hostile.into()];
+        let text = render(&report, Format::Markdown);
+        for bad in ["<img", "`code`", "[l]", "\r", "y|", "&amp;amp;amp"] {
+            assert!(!text.contains(bad), "{bad:?} left in: {text}");
+        }
+        // The heading, the scope note, the matrix row (requirement, component, last
+        // failure), both group tables and the coverage list.
+        assert!(text.contains(&format!("## {escaped} (version 2)")), "{text}");
+        assert!(text.contains(&format!("(components under {escaped})")), "{text}");
+        assert!(text.contains(&format!("| {escaped} | {escaped} | major | failing |")), "{text}");
+        assert!(text.contains(&format!("| i1 | {escaped} |\n")), "{text}");
+        assert_eq!(text.matches(&format!("| {escaped} | 0.0% |")).count(), 2, "{text}");
+        assert!(text.contains(&format!("components with nothing reported: {escaped}\n")), "{text}");
     }
 
     #[test]

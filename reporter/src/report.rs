@@ -255,6 +255,9 @@ pub struct Observed {
     pub skips: u64,
     pub failing_instances: Vec<String>,
     pub last_failure: String,
+    /// Start of the last minute with a failure (seconds), 0 without one: where to look for
+    /// `last_failure`.
+    pub last_failure_minute: u32,
 }
 
 fn status(o: &Observed) -> Status {
@@ -304,6 +307,21 @@ fn unknown_cell(spec: &Spec, requirement: &str, component: &str, severity: &str)
     }
 }
 
+/// Requirement id -> severity, for every requirement of the spec in the severity filter:
+/// the requirements whose cells a report keeps.
+pub fn kept_requirements(spec: &Spec, scope: &Scope) -> BTreeMap<String, String> {
+    let mut severity_of = BTreeMap::new();
+    for (path, component) in &spec.components {
+        for (name, requirement) in &component.requirements {
+            let severity = requirement.severity().as_str();
+            if scope.admits_severity(severity) {
+                severity_of.insert(format!("{path}/{name}"), severity.to_owned());
+            }
+        }
+    }
+    severity_of
+}
+
 /// Builds the cells of one spec.
 ///
 /// `observed` is keyed by (requirement, component) and already limited to the scope's
@@ -315,16 +333,7 @@ pub fn cells(
     observed: &BTreeMap<(String, String), Observed>,
     heartbeating: &BTreeSet<String>,
 ) -> Vec<Cell> {
-    // Requirement id -> severity, for every requirement of the spec in the filter.
-    let mut severity_of: BTreeMap<String, String> = BTreeMap::new();
-    for (path, component) in &spec.components {
-        for (name, requirement) in &component.requirements {
-            let severity = requirement.severity().as_str();
-            if scope.admits_severity(severity) {
-                severity_of.insert(format!("{path}/{name}"), severity.to_owned());
-            }
-        }
-    }
+    let severity_of = kept_requirements(spec, scope);
     let mut out: BTreeMap<(String, String), Cell> = BTreeMap::new();
     for ((requirement, component), o) in observed {
         let Some(severity) = severity_of.get(requirement) else { continue };

@@ -46,6 +46,8 @@ pub enum ScopeError {
     Severity(String),
     #[error("{param} {value:?} is neither a duration like 15m or 7d nor a time like 2026-01-31T12:00:00Z or milliseconds since the epoch")]
     Time { param: &'static str, value: String },
+    #[error("{param} {value:?} is outside the range reports cover: 1970-01-01T00:00:00Z to 2106-02-07T06:28:15Z (0 to 4294967295999 milliseconds since the epoch)")]
+    OutOfRange { param: &'static str, value: String },
     #[error("the range is empty: from ({from_ms}) is after to ({to_ms})")]
     Empty { from_ms: u64, to_ms: u64 },
 }
@@ -86,15 +88,27 @@ fn set(value: &Option<String>) -> Option<&str> {
     value.as_deref().map(str::trim).filter(|v| !v.is_empty())
 }
 
+/// The latest time a report covers: ClickHouse's `DateTime` is 32-bit seconds, so a later
+/// `to` would wrap (and the ingester refuses such records anyway).
+pub const MAX_MS: u64 = specaudit_core::codec::MAX_TS_MS as u64;
+
 fn parse_time(param: &'static str, value: &str) -> Result<u64, ScopeError> {
-    if let Ok(ms) = value.parse::<u64>() {
-        return Ok(ms);
+    let out_of_range = || ScopeError::OutOfRange { param, value: value.to_owned() };
+    let ms = if let Ok(ms) = value.parse::<i128>() {
+        // Any integer, so a negative or huge one is named as out of range, not as malformed.
+        u64::try_from(ms).map_err(|_| out_of_range())?
+    } else {
+        let t = humantime::parse_rfc3339_weak(value).map_err(|e| match e {
+            humantime::TimestampError::OutOfRange => out_of_range(),
+            _ => ScopeError::Time { param, value: value.to_owned() },
+        })?;
+        let since_epoch = t.duration_since(std::time::UNIX_EPOCH).map_err(|_| out_of_range())?;
+        u64::try_from(since_epoch.as_millis()).map_err(|_| out_of_range())?
+    };
+    if ms > MAX_MS {
+        return Err(out_of_range());
     }
-    humantime::parse_rfc3339_weak(value)
-        .ok()
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map(|d| d.as_millis() as u64)
-        .ok_or_else(|| ScopeError::Time { param, value: value.to_owned() })
+    Ok(ms)
 }
 
 impl Filters {
@@ -178,6 +192,21 @@ mod tests {
         assert!(bad(Filters { component: Some("a..b".into()), ..Filters::default() }).contains("component"));
         assert!(bad(Filters { severity: Some("high".into()), ..Filters::default() }).contains("high"));
         assert!(bad(Filters { since: Some("soon".into()), ..Filters::default() }).contains("since"));
+    }
+
+    #[test]
+    fn times_beyond_what_clickhouse_stores_are_refused() {
+        let to = |value: &str| Filters { to: Some(value.into()), ..Filters::default() }.scope(0, DAY);
+        let from = |value: &str| Filters { from: Some(value.into()), ..Filters::default() }.scope(MAX_MS, DAY);
+        for value in ["99999999999999999", "4294967296000", "2200-01-01T00:00:00Z", "-1", "1969-12-31T23:59:59Z"] {
+            let error = to(value).unwrap_err();
+            assert_eq!(error, ScopeError::OutOfRange { param: "to", value: value.into() });
+            assert!(error.to_string().contains("2106-02-07T06:28:15Z"), "{error}");
+            assert!(matches!(from(value), Err(ScopeError::OutOfRange { param: "from", .. })), "{value}");
+        }
+        assert_eq!(to(&MAX_MS.to_string()).unwrap().to_ms, MAX_MS);
+        assert_eq!(to("2106-02-07T06:28:15Z").unwrap().to_ms, MAX_MS - 999);
+        assert_eq!(to("0").unwrap().to_ms, 0);
     }
 
     #[test]

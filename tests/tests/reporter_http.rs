@@ -191,3 +191,25 @@ async fn access_control_reports_and_edits() {
     assert!(error.contains("0.0.0.0:0") && error.contains("auth.tokens"), "{error}");
     env.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn times_clickhouse_cannot_store_are_refused_by_name() {
+    let env = TestEnv::new().await;
+    craft(&env, now_ms()).await;
+    let server = serve(config(&env, false)).await;
+    // A page: an HTML 400 saying why, not a dropped connection.
+    let answer = get(&server.url("/?to=99999999999999999"), None).await;
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{}", answer.body);
+    assert!(answer.body.contains("to &quot;99999999999999999&quot; is outside the range"), "{}", answer.body);
+    // The API: after 2106 ClickHouse's DateTime wraps, so counts would be silently wrong.
+    for query in ["to=4294967296000", "from=-1", "from=2200-01-01T00:00:00Z"] {
+        let answer = get(&server.url(&format!("/api/v1/report?{query}")), None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{query}: {}", answer.body);
+        assert!(answer.json()["error"].as_str().unwrap().contains("outside the range"), "{}", answer.body);
+    }
+    // The last millisecond ClickHouse stores still reports.
+    let answer = get(&server.url(&format!("/?to={}", specaudit_reporter::scope::MAX_MS)), None).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    server.shutdown().await;
+    env.cleanup().await;
+}

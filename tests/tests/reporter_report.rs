@@ -146,3 +146,93 @@ async fn reports_on_a_crafted_assertion_set() {
     assert!(error.contains("nope"), "{error}");
     env.cleanup().await;
 }
+
+/// A component path that is all free text, `bytes` long (assertions carry up to 64 KiB).
+fn huge_component(tag: char, bytes: usize) -> &'static str {
+    format!("web.{}", tag.to_string().repeat(bytes - 4)).leak()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_cells_with_huge_free_text_still_report() {
+    let env = TestEnv::new().await;
+    let now = now_ms();
+    let client = env.client();
+    migrate(&env).await;
+    insert_spec_version(&client, 2, now - 40 * MINUTE, "bob", "", SHOP_V2).await;
+    let recent = now - 10 * MINUTE;
+    // Five failing components with 60 KB names: 300 KB of text, more than ClickHouse takes
+    // in one statement (max_query_size 256 KiB), and a cell outside the spec.
+    let huge: Vec<&'static str> = ['a', 'b', 'c', 'd', 'e'].into_iter().map(|tag| huge_component(tag, 60_000)).collect();
+    let mut rows: Vec<Row> = huge.iter().map(|component| row(recent, component, "h1", "web/tls", "fail", 1, "huge")).collect();
+    rows.push(row(recent, "web.cart", "c1", "web.cart/limit", "fail", 1, "limit 500 != 1000"));
+    rows.push(row(recent, "web.cart", "c1", "web.cart/gone", "fail", 1, "not in the spec"));
+    insert_assertions(&client, &rows).await;
+    rebuild_rollup(&client).await;
+    let options = Options { now_ms: now, ..Options::default() };
+    let failures = |report: &Report| -> BTreeMap<String, String> {
+        report.specs[0]
+            .cells
+            .iter()
+            .filter(|c| c.status == Status::Failing)
+            .map(|c| (c.component.chars().take(10).collect(), c.last_failure.clone()))
+            .collect()
+    };
+
+    let full = report(&client, &scope(now, "1h", None, None), &options).await.expect("the report survives huge names");
+    let expected: BTreeMap<String, String> = huge
+        .iter()
+        .map(|c| (c.chars().take(10).collect(), "huge".to_owned()))
+        .chain([("web.cart".to_owned(), "limit 500 != 1000".to_owned())])
+        .collect();
+    assert_eq!(failures(&full), expected);
+
+    // Where ClickHouse still refuses a lookup, the cells show without a message and the
+    // rest of the report stands.
+    let strict = client.clone().with_setting("max_query_size", "16384");
+    let partial = report(&strict, &scope(now, "1h", None, None), &options).await.expect("a report without some messages");
+    let shown = failures(&partial);
+    assert_eq!(shown.len(), 6, "{shown:?}");
+    for component in &huge {
+        assert_eq!(shown[&component.chars().take(10).collect::<String>()], "", "no message, no failure of the report");
+    }
+    assert_eq!(partial.specs[0].summary, full.specs[0].summary);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_severity_filter_of_alarms_applies_before_the_limit() {
+    let env = TestEnv::new().await;
+    let now = now_ms();
+    let client = env.client();
+    migrate(&env).await;
+    insert_spec_version(&client, 2, now - 40 * MINUTE, "bob", "", SHOP_V2).await;
+    insert_alarm(&client, "fp-critical", now - 30 * MINUTE, "firing", "critical", "shop", "db", "db/backup").await;
+    for i in 0..5 {
+        insert_alarm(&client, &format!("fp-major-{i}"), now - (20 - i) * MINUTE, "firing", "major", "shop", "web.cart", "web.cart/limit").await;
+    }
+    // Keeps 3 alarms: all five majors are newer than the critical one.
+    let options = Options { now_ms: now, max_alarms: 3, ..Options::default() };
+    let critical = report(&client, &scope(now, "1h", None, Some("critical")), &options).await.expect("report");
+    let fingerprints: Vec<&str> = critical.alarms.iter().map(|a| a.fingerprint.as_str()).collect();
+    assert_eq!(fingerprints, ["fp-critical"]);
+    let several = report(&client, &scope(now, "1h", None, Some("critical,minor")), &options).await.expect("report");
+    assert_eq!(several.alarms.len(), 1);
+    let all = report(&client, &scope(now, "1h", None, None), &options).await.expect("report");
+    assert_eq!(all.alarms.iter().map(|a| a.severity.as_str()).collect::<Vec<_>>(), ["major"; 3]);
+    env.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clickhouse_stops_the_reporters_statements_with_the_request() {
+    let env = TestEnv::new().await;
+    migrate(&env).await;
+    // The server ends a statement of the reporter's client after the web server's budget.
+    let client = specaudit_reporter::query::client(&env.clickhouse);
+    let limit: String = client
+        .query("SELECT value FROM system.settings WHERE name = 'max_execution_time'")
+        .fetch_one()
+        .await
+        .expect("read the setting");
+    assert_eq!(limit, specaudit_reporter::http::QUERY_BUDGET.as_secs().to_string());
+    env.cleanup().await;
+}

@@ -40,10 +40,14 @@ pub fn url_encode(text: &str) -> String {
     out
 }
 
-/// Milliseconds since the epoch as an RFC 3339 time to the second, UTC.
+/// Milliseconds since the epoch as an RFC 3339 time to the second, UTC; the number itself
+/// when it has no such form (humantime cannot format years after 9999).
 pub fn time(ms: u64) -> String {
-    let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(t).to_string()
+    let mut out = String::new();
+    match std::time::UNIX_EPOCH.checked_add(std::time::Duration::from_millis(ms)) {
+        Some(t) if write!(out, "{}", humantime::format_rfc3339_seconds(t)).is_ok() => out,
+        _ => ms.to_string(),
+    }
 }
 
 /// The query string (with its `?`) that carries `filters` to another page; empty when none.
@@ -321,5 +325,8 @@ mod tests {
     #[test]
     fn times_are_utc_seconds() {
         assert_eq!(time(1_767_225_600_000), "2026-01-01T00:00:00Z");
+        // Stored data is not checked against the scope's bound: never panic on it.
+        assert_eq!(time(99_999_999_999_999_999), "99999999999999999");
+        assert_eq!(time(u64::MAX), u64::MAX.to_string());
     }
 }

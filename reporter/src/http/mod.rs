@@ -222,12 +222,13 @@ pub async fn bind(config: ReporterConfig) -> Result<Bound, ServeError> {
     config.validate(true)?;
     let addr = config.server.listen;
     let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
-    let client = specaudit_core::clickhouse::client(&config.clickhouse);
+    let client = crate::query::client(&config.clickhouse);
     let auth = auth::Auth::from_config(&config.auth);
     Ok(Bound { listener, app: Arc::new(App { config, client, auth }) })
 }
 
-/// How long ClickHouse may take for one page before the request fails.
+/// How long ClickHouse may take for one page before the request fails; also its
+/// `max_execution_time` per statement ([`crate::query::client`]).
 pub const QUERY_BUDGET: Duration = Duration::from_secs(30);
 
 /// Runs `future` within [`QUERY_BUDGET`].

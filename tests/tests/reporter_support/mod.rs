@@ -302,3 +302,34 @@ pub async fn publish_shop(env: &TestEnv) {
         publish(&env.kafka, Change::Replace(spec), meta).await.expect("publish the test spec");
     }
 }
+
+/// The `specaudit-reporter` binary, built from the current sources once per test process
+/// (`cargo test -p specaudit-tests` does not build other packages' binaries).
+pub fn reporter_bin() -> std::path::PathBuf {
+    static BUILT: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    BUILT.get_or_init(|| {
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = std::process::Command::new(cargo)
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .args(["build", "-q", "-p", "specaudit-reporter", "--bin", "specaudit-reporter"])
+            .status()
+            .unwrap_or_else(|e| panic!("cannot run cargo to build the reporter: {e}"));
+        assert!(status.success(), "cannot build the reporter");
+    });
+    // Tests run from target/<profile>/deps; binaries are in target/<profile>.
+    let exe = std::env::current_exe().expect("test binary path");
+    exe.parent().and_then(std::path::Path::parent).expect("target dir").join("specaudit-reporter")
+}
+
+/// `specaudit-reporter ARGS` reading `env`'s database, not yet started.
+pub fn reporter_command(env: &TestEnv, args: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(reporter_bin());
+    command
+        .args(args)
+        .env_remove("SPECAUDIT_CONFIG")
+        .env("SPECAUDIT__CLICKHOUSE__URL", &env.clickhouse.url)
+        .env("SPECAUDIT__CLICKHOUSE__DATABASE", &env.clickhouse.database)
+        .env("SPECAUDIT__KAFKA__BROKERS", &env.kafka.brokers)
+        .env("SPECAUDIT__KAFKA__TOPIC_PREFIX", &env.kafka.topic_prefix);
+    command
+}
