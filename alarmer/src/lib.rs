@@ -79,6 +79,8 @@ pub enum AlarmerError {
     Config(#[from] config::PlanError),
     #[error(transparent)]
     Run(#[from] pipeline::RunError),
+    #[error("cannot serve /metrics and /health: {0}")]
+    Telemetry(std::io::Error),
 }
 
 /// Runs the alarmer until `shutdown`: checks the config, serves `/metrics` and `/health`,
@@ -86,7 +88,7 @@ pub enum AlarmerError {
 pub async fn run(config: AlarmerConfig, shutdown: CancellationToken) -> Result<(), AlarmerError> {
     let plan = config.plan()?;
     let health = Health::default();
-    let endpoint = Endpoint::spawn(&config.telemetry, health.clone(), shutdown.clone());
+    let endpoint = Endpoint::start(&config.telemetry, health.clone(), shutdown.clone()).await.map_err(AlarmerError::Telemetry)?;
     let result = pipeline::run(config, plan, health, shutdown.clone()).await;
     shutdown.cancel();
     endpoint.join().await;

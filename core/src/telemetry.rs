@@ -45,10 +45,8 @@ pub fn install_metrics() -> Option<PrometheusHandle> {
     HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().ok()).clone()
 }
 
-/// Serves `/metrics` and `/health` on `config.listen` until `shutdown`; does nothing when
-/// no address is configured.
-pub async fn serve(config: &TelemetryConfig, health: Health, shutdown: CancellationToken) -> std::io::Result<()> {
-    let Some(addr) = config.listen else { return Ok(()) };
+/// Serves `/metrics` and `/health` on `listener` until `shutdown`.
+async fn serve(listener: tokio::net::TcpListener, health: Health, shutdown: CancellationToken) -> std::io::Result<()> {
     let handle = install_metrics();
     let app = axum::Router::new()
         .route(
@@ -71,8 +69,6 @@ pub async fn serve(config: &TelemetryConfig, health: Health, shutdown: Cancellat
                 }
             }),
         );
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    tracing::info!(%addr, "serving /metrics and /health");
     axum::serve(listener, app).with_graceful_shutdown(shutdown.cancelled_owned()).await
 }
 
@@ -81,11 +77,27 @@ pub async fn serve(config: &TelemetryConfig, health: Health, shutdown: Cancellat
 pub struct Endpoint(tokio::task::JoinHandle<std::io::Result<()>>);
 
 impl Endpoint {
-    /// Installs the metrics recorder and serves [`serve`] until `shutdown`.
-    pub fn spawn(config: &TelemetryConfig, health: Health, shutdown: CancellationToken) -> Endpoint {
+    /// Installs the metrics recorder and serves `/metrics` and `/health` on
+    /// `telemetry.listen` (if set) until `shutdown`. The address is bound here, so one
+    /// that cannot be (in use, not on this host) stops the service at start.
+    pub async fn start(config: &TelemetryConfig, health: Health, shutdown: CancellationToken) -> std::io::Result<Endpoint> {
         install_metrics();
-        let config = config.clone();
-        Endpoint(tokio::spawn(async move { serve(&config, health, shutdown).await }))
+        let listener = match config.listen {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| std::io::Error::new(e.kind(), format!("telemetry.listen {addr}: {e}")))?;
+                tracing::info!(%addr, "serving /metrics and /health");
+                Some(listener)
+            }
+            None => None,
+        };
+        Ok(Endpoint(tokio::spawn(async move {
+            match listener {
+                Some(listener) => serve(listener, health, shutdown).await,
+                None => Ok(()),
+            }
+        })))
     }
 
     /// Waits until the endpoint has stopped (after its shutdown token), logging a failure.

@@ -69,7 +69,7 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     migrate::migrate(&config.clickhouse).await?;
     let health = Health::default();
-    let endpoint = Endpoint::spawn(&config.telemetry, health.clone(), shutdown.clone());
+    let endpoint = Endpoint::start(&config.telemetry, health.clone(), shutdown.clone()).await?;
     health.set(true);
     let result = pipeline::run(config, shutdown.clone()).await;
     health.set(false);

@@ -103,7 +103,13 @@ async fn main() -> ExitCode {
             let shutdown = specaudit_core::telemetry::shutdown_on_signal();
             let health = specaudit_core::telemetry::Health::default();
             health.set(true);
-            let telemetry = specaudit_core::telemetry::Endpoint::spawn(&config.telemetry, health, shutdown.clone());
+            let telemetry = match specaudit_core::telemetry::Endpoint::start(&config.telemetry, health, shutdown.clone()).await {
+                Ok(telemetry) => telemetry,
+                Err(error) => {
+                    eprintln!("specaudit-reporter: cannot serve /metrics and /health: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
             let bound = match specaudit_reporter::http::bind(config).await {
                 Ok(bound) => bound,
                 Err(error) => {
