@@ -344,15 +344,43 @@ fn attempt_once(config: &KafkaConfig, change: &Change, meta: &Meta, limit: usize
         }
         Err(e) => {
             let _ = producer.abort_transaction(TIMEOUT);
-            Err(fenced_or(e, current, kafka("commit the spec version")))
+            // A commit the broker refuses for a reason librdkafka does not name (a newer
+            // broker's code for a fenced producer) has an outcome the topic tells.
+            let decided = latest_decided(config, name)?;
+            match landed(&version, decided.as_ref()) {
+                Landed::Ours => Ok(version),
+                Landed::Theirs => Err(Failed::Fenced { seen: current }),
+                Landed::Nothing => Err(fenced_or(e, current, kafka("commit the spec version"))),
+            }
         }
+    }
+}
+
+/// What the topic holds after a commit of `ours` failed.
+#[derive(Debug, PartialEq, Eq)]
+enum Landed {
+    /// It landed after all.
+    Ours,
+    /// Another publisher's version of that number (or a later one) landed first.
+    Theirs,
+    /// Nothing new: the commit error decides.
+    Nothing,
+}
+
+fn landed(ours: &SpecVersion, decided: Option<&SpecVersion>) -> Landed {
+    match decided {
+        Some(v) if v == ours => Landed::Ours,
+        Some(v) if v.version >= ours.version => Landed::Theirs,
+        _ => Landed::Nothing,
     }
 }
 
 /// Fencing by a newer publisher of the spec means "start over"; anything else is final.
 fn fenced_or(error: KafkaError, seen: i64, otherwise: impl FnOnce(KafkaError) -> PublishError) -> Failed {
     match error.rdkafka_error_code() {
-        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch) => {
+        // A fenced producer may also surface as librdkafka's fatal error: either way this
+        // producer is done, and the next attempt starts with a new one.
+        Some(RDKafkaErrorCode::Fenced | RDKafkaErrorCode::ProducerFenced | RDKafkaErrorCode::InvalidProducerEpoch | RDKafkaErrorCode::Fatal) => {
             Failed::Fenced { seen }
         }
         _ => Failed::Final(otherwise(error)),
@@ -401,11 +429,33 @@ mod tests {
 
     #[test]
     fn only_fencing_starts_over() {
-        for code in [RDKafkaErrorCode::Fenced, RDKafkaErrorCode::ProducerFenced, RDKafkaErrorCode::InvalidProducerEpoch] {
+        for code in [RDKafkaErrorCode::Fenced, RDKafkaErrorCode::ProducerFenced, RDKafkaErrorCode::InvalidProducerEpoch, RDKafkaErrorCode::Fatal] {
             assert!(matches!(fenced_or(KafkaError::MessageProduction(code), 7, final_kafka), Failed::Fenced { seen: 7 }));
         }
         let timeout = KafkaError::MessageProduction(RDKafkaErrorCode::MessageTimedOut);
         assert!(matches!(fenced_or(timeout, 7, final_kafka), Failed::Final(PublishError::Kafka { .. })));
+    }
+
+    #[test]
+    fn a_failed_commit_is_judged_by_what_the_topic_holds() {
+        let ours = SpecVersion {
+            spec: "s".into(),
+            version: 2,
+            ts: 5,
+            author: "racer-1".into(),
+            comment: String::new(),
+            sha256: "a".into(),
+            deleted: false,
+            document: "{}".into(),
+            patch: "[]".into(),
+        };
+        let theirs = SpecVersion { author: "racer-2".into(), ts: 4, ..ours.clone() };
+        let before = SpecVersion { version: 1, author: "alice".into(), ..ours.clone() };
+        assert_eq!(landed(&ours, Some(&ours)), Landed::Ours);
+        assert_eq!(landed(&ours, Some(&theirs)), Landed::Theirs);
+        assert_eq!(landed(&ours, Some(&SpecVersion { version: 3, ..theirs.clone() })), Landed::Theirs);
+        assert_eq!(landed(&ours, Some(&before)), Landed::Nothing);
+        assert_eq!(landed(&ours, None), Landed::Nothing);
     }
 
     #[test]
