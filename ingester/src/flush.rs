@@ -193,6 +193,16 @@ async fn insert<R: SourcedRow>(client: &clickhouse::Client, rows: &[&R]) -> Resu
     if rows.is_empty() {
         return Ok(0);
     }
+    if let Some(mut encoded) = R::encode_insert(rows) {
+        let mut insert = client
+            .insert_formatted_with(format!("INSERT INTO {} ({}) FORMAT RowBinary", R::TABLE, encoded.columns))
+            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
+        while let Some(chunk) = encoded.next_chunk() {
+            insert.send(chunk).await?;
+        }
+        insert.end().await?;
+        return Ok(rows.len());
+    }
     let mut insert = client.insert::<R>(R::TABLE).await?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
     for row in rows {
         insert.write(row).await?;

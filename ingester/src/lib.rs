@@ -58,6 +58,7 @@ pub mod migrate;
 pub mod pipeline;
 pub mod progress;
 pub mod rollup;
+pub mod rowbinary;
 pub mod rows;
 
 pub use config::IngesterConfig;

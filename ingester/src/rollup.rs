@@ -24,6 +24,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::batch::Batch;
+use crate::rowbinary::put_str;
 use crate::rows::SourcedRow;
 
 /// The table the rollup lives in.
@@ -88,20 +89,6 @@ struct Chunk {
     partition: i32,
     next: i64,
     body: Vec<u8>,
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    let mut len = s.len() as u64;
-    loop {
-        let byte = (len & 0x7f) as u8;
-        len >>= 7;
-        if len == 0 {
-            out.push(byte);
-            break;
-        }
-        out.push(byte | 0x80);
-    }
-    out.extend_from_slice(s.as_bytes());
 }
 
 fn put_row(out: &mut Vec<u8>, key: &Key<'_>, counts: &[u64; 4], partition: i32, offsets: u64) {

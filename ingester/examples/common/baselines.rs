@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
 use specaudit_core::kafka::Topics;
 use specaudit_core::record::Assertion;
-use specaudit_ingester::rows::{AssertionRow, Source};
+use specaudit_ingester::rows::{AssertionRow, Source, SourcedRow as _};
 use specaudit_tests::TestEnv;
 
 use super::support::{self, Load};
@@ -102,19 +102,45 @@ pub fn bare_consume(env: &TestEnv, n: u64) -> f64 {
 }
 
 /// A bare ClickHouse insert of `rows` (RowBinary, LZ4, inserts of the ingester's default
-/// `max_rows`, no rollup) into a copy of the raw table. Rows/s.
-pub async fn bare_insert(env: &TestEnv, rows: &[AssertionRow]) -> f64 {
+/// `max_rows`, no rollup) into a copy of the raw table, each insert's rows in `order`.
+/// Rows/s.
+pub async fn bare_insert(env: &TestEnv, rows: &[AssertionRow], order: Order) -> f64 {
     let client = env.client();
-    client.query("CREATE TABLE assertions_bare AS assertions").execute().await.expect("create");
+    let table = match order {
+        Order::AsTheyCame => "assertions_bare",
+        Order::TableKey => "assertions_bare_sorted",
+    };
+    client.query(&format!("CREATE TABLE {table} AS assertions")).execute().await.expect("create");
     let started = Instant::now();
     for chunk in rows.chunks(specaudit_ingester::config::IngestConfig::default().max_rows) {
-        let mut insert = client.insert::<AssertionRow>("assertions_bare").await.expect("insert");
-        for row in chunk {
-            insert.write(row).await.expect("write");
+        match order {
+            Order::AsTheyCame => {
+                let mut insert = client.insert::<AssertionRow>(table).await.expect("insert");
+                for row in chunk {
+                    insert.write(row).await.expect("write");
+                }
+                insert.end().await.expect("end");
+            }
+            Order::TableKey => {
+                let refs: Vec<&AssertionRow> = chunk.iter().collect();
+                let mut encoded = AssertionRow::encode_insert(&refs).expect("assertions are encoded");
+                let mut insert = client.insert_formatted_with(format!("INSERT INTO {table} ({}) FORMAT RowBinary", encoded.columns));
+                while let Some(bytes) = encoded.next_chunk() {
+                    insert.send(bytes).await.expect("send");
+                }
+                insert.end().await.expect("end");
+            }
         }
-        insert.end().await.expect("end");
     }
     rows.len() as f64 / started.elapsed().as_secs_f64()
+}
+
+/// The order a bare insert sends each block's rows in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    AsTheyCame,
+    /// Sorted by the table's key and encoded as the ingester sends them.
+    TableKey,
 }
 
 /// The rows of `records` as the ingester would write them.
