@@ -154,14 +154,14 @@ async fn main() {
     );
     let consume_rate = bare_consume(&avro, n);
     println!("bare kafka consume: {consume_rate:.0} rows/s");
-    let rows = baselines::rows((0..n).map(|i| load.record(i).1));
-    let insert_rate = bare_insert(&avro, &rows, Order::AsTheyCame).await;
+    let assertions = baselines::assertions((0..n).map(|i| load.record(i).1));
+    let insert_rate = bare_insert(&avro, &assertions, Order::AsTheyCame).await;
     println!("bare clickhouse insert: {insert_rate:.0} rows/s");
     // The ingester sends each insert sorted by the table's key, which spares ClickHouse its
     // sort: the same bare insert in that order is the stricter limit.
-    let sorted_insert_rate = bare_insert(&avro, &rows, Order::TableKey).await;
+    let sorted_insert_rate = bare_insert(&avro, &assertions, Order::TableKey).await;
     println!("bare clickhouse insert, rows in table order: {sorted_insert_rate:.0} rows/s");
-    drop(rows);
+    drop(assertions);
     let limit = consume_rate.min(insert_rate);
     let sorted_limit = consume_rate.min(sorted_insert_rate);
 

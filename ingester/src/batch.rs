@@ -12,6 +12,10 @@ use crate::rows::SourcedRow;
 pub struct Batch<R> {
     pub topic: String,
     pub rows: Vec<R>,
+    /// Bytes the rows keep outside themselves: the assertions' RowBinary
+    /// ([`crate::assertion_row`]). Kept, like `rows`, from one batch to the next, so a
+    /// running ingester does not allocate for them.
+    pub arena: Vec<u8>,
     pub dead_letters: Vec<DeadLetter>,
     /// Partition → (first, last) offset of every record taken into this batch, rows and
     /// dead letters alike; committing `last + 1` after the flush covers them all.
@@ -24,7 +28,7 @@ pub struct Batch<R> {
 
 impl<R: SourcedRow> Batch<R> {
     pub fn new(topic: String) -> Self {
-        Batch { topic, rows: Vec::new(), dead_letters: Vec::new(), offsets: BTreeMap::new(), bytes: 0, opened: None }
+        Batch { topic, rows: Vec::new(), arena: Vec::new(), dead_letters: Vec::new(), offsets: BTreeMap::new(), bytes: 0, opened: None }
     }
 
     fn note(&mut self, partition: i32, offset: i64) {
@@ -87,6 +91,7 @@ impl<R: SourcedRow> Batch<R> {
     }
 
     /// Drops everything taken from `partition`: it was revoked, its new owner reads it again.
+    /// The arena keeps the bytes of the rows dropped until the batch is cleared.
     pub fn forget_partition(&mut self, partition: i32) {
         let before = self.records().max(1);
         self.rows.retain(|r| r.source().partition != partition);
@@ -102,6 +107,7 @@ impl<R: SourcedRow> Batch<R> {
     /// Empties the batch after a successful flush.
     pub fn clear(&mut self) {
         self.rows.clear();
+        self.arena.clear();
         self.dead_letters.clear();
         self.offsets.clear();
         self.bytes = 0;

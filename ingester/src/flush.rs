@@ -142,7 +142,7 @@ impl<R: SourcedRow> Table<R> {
                 })
                 .collect();
             let started = Instant::now();
-            match insert(&io.client, &missing).await {
+            match insert(&io.client, &missing, &batch.arena).await {
                 Ok(0) => {}
                 Ok(n) => {
                     metrics::histogram!("specaudit_ingester_insert_seconds", "table" => R::TABLE).record(started.elapsed().as_secs_f64());
@@ -189,25 +189,11 @@ impl<R: SourcedRow> Table<R> {
 }
 
 /// One insert of `rows`; returns how many were written.
-async fn insert<R: SourcedRow>(client: &clickhouse::Client, rows: &[&R]) -> Result<usize, clickhouse::error::Error> {
+async fn insert<R: SourcedRow>(client: &clickhouse::Client, rows: &[&R], arena: &[u8]) -> Result<usize, clickhouse::error::Error> {
     if rows.is_empty() {
         return Ok(0);
     }
-    if let Some(mut encoded) = R::encode_insert(rows) {
-        let mut insert = client
-            .insert_formatted_with(format!("INSERT INTO {} ({}) FORMAT RowBinary", R::TABLE, encoded.columns))
-            .with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
-        while let Some(chunk) = encoded.next_chunk() {
-            insert.send(chunk).await?;
-        }
-        insert.end().await?;
-        return Ok(rows.len());
-    }
-    let mut insert = client.insert::<R>(R::TABLE).await?.with_timeouts(Some(SEND_TIMEOUT), Some(END_TIMEOUT));
-    for row in rows {
-        insert.write(row).await?;
-    }
-    insert.end().await?;
+    R::insert(client, rows, arena).await?;
     Ok(rows.len())
 }
 

@@ -47,6 +47,7 @@
 //! topic at least once (a crash between the send and the commit sends them again); the
 //! `dead_letters` table holds each message of that topic exactly once.
 
+pub mod assertion_row;
 pub mod batch;
 pub mod cluster;
 pub mod config;

@@ -37,7 +37,8 @@ use crate::config::{IngestConfig, IngesterConfig};
 use crate::consumer::{self, IngestContext, Ownership};
 use crate::dead_letter::{self, DeadLetter};
 use crate::flush::{Io, Table, Transient};
-use crate::rows::{AgentRow, AlarmRow, AssertionRow, DeadLetterRow, Names, Source, SourcedRow, SpecVersionRow};
+use crate::assertion_row::AssertionRow;
+use crate::rows::{AgentRow, AlarmRow, DeadLetterRow, Source, SourcedRow, SpecVersionRow};
 
 /// How long a SIGTERM waits for the pending batches to be written and committed.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
@@ -71,11 +72,11 @@ impl<T: Record> Decoder<T> {
         &self,
         message: &BorrowedMessage<'_>,
         batch: &mut Batch<R>,
-        row: impl FnOnce(&Codec<T>, &[u8], Source) -> Result<R, DecodeError>,
+        row: impl FnOnce(&Codec<T>, &[u8], Source, &mut Vec<u8>) -> Result<R, DecodeError>,
     ) {
         let source = Source { partition: message.partition(), offset: message.offset() };
         let payload = message.payload().unwrap_or_default();
-        match row(&self.codec, payload, source) {
+        match row(&self.codec, payload, source, &mut batch.arena) {
             Ok(row) => {
                 batch.push(row, payload.len());
                 self.ok_pending.set(self.ok_pending.get() + 1);
@@ -115,9 +116,8 @@ impl Codecs {
 
 /// The batches being filled, one per table.
 struct Intake {
-    names: Names,
-    /// Every assertion is decoded into this one, then copied into its row with shared names:
-    /// no allocation per string.
+    /// Every assertion is decoded into this one, then encoded into its batch's arena: no
+    /// allocation per string.
     assertion: Assertion,
     assertions: Batch<AssertionRow>,
     spec_versions: Batch<SpecVersionRow>,
@@ -129,7 +129,6 @@ struct Intake {
 impl Intake {
     fn new(topics: &Topics) -> Self {
         Intake {
-            names: Names::default(),
             assertion: Assertion::default(),
             assertions: Batch::new(topics.assertions.clone()),
             spec_versions: Batch::new(topics.spec_history.clone()),
@@ -142,18 +141,18 @@ impl Intake {
     fn take(&mut self, codecs: &Codecs, message: &BorrowedMessage<'_>) {
         let topic = message.topic();
         if topic == self.assertions.topic {
-            let Intake { names, assertion, .. } = self;
-            codecs.assertion.take(message, &mut self.assertions, |codec, payload, source| {
-                codec.decode_into(payload, assertion).map(|()| AssertionRow::new(assertion, source, names))
+            let assertion = &mut self.assertion;
+            codecs.assertion.take(message, &mut self.assertions, |codec, payload, source, arena| {
+                codec.decode_into(payload, assertion).map(|()| AssertionRow::new(assertion, source, arena))
             });
         } else if topic == self.agents.topic {
-            codecs.heartbeat.take(message, &mut self.agents, |codec, payload, source| codec.decode(payload).map(|h| AgentRow::new(h, source)));
+            codecs.heartbeat.take(message, &mut self.agents, |codec, payload, source, _| codec.decode(payload).map(|h| AgentRow::new(h, source)));
         } else if topic == self.spec_versions.topic {
-            codecs.spec_version.take(message, &mut self.spec_versions, |codec, payload, source| {
+            codecs.spec_version.take(message, &mut self.spec_versions, |codec, payload, source, _| {
                 codec.decode(payload).map(|v| SpecVersionRow::new(v, source))
             });
         } else if topic == self.alarms.topic {
-            codecs.alarm.take(message, &mut self.alarms, |codec, payload, source| codec.decode(payload).map(|a| AlarmRow::new(a, source)));
+            codecs.alarm.take(message, &mut self.alarms, |codec, payload, source, _| codec.decode(payload).map(|a| AlarmRow::new(a, source)));
         } else if topic == self.dead_letters.topic {
             let source = Source { partition: message.partition(), offset: message.offset() };
             self.dead_letters.push(dead_letter::row(message, source), message.payload().map_or(0, <[u8]>::len));

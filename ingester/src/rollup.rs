@@ -24,7 +24,7 @@ use bytes::Bytes;
 use rustc_hash::FxHashMap;
 
 use crate::batch::Batch;
-use crate::rowbinary::put_str;
+use crate::rowbinary::put_bytes;
 use crate::rows::SourcedRow;
 
 /// The table the rollup lives in.
@@ -60,18 +60,19 @@ impl Layout {
 #[derive(Debug, Clone, Copy)]
 pub struct Contribution<'a> {
     pub minute: u32,
-    pub spec: &'a str,
+    pub spec: &'a [u8],
     pub spec_version: u64,
-    pub component: &'a str,
-    pub instance: &'a str,
-    pub requirement: &'a str,
+    pub component: &'a [u8],
+    pub instance: &'a [u8],
+    pub requirement: &'a [u8],
     pub severity: i8,
     /// 0 pass, 1 fail, 2 error, 3 skip.
     pub outcome: usize,
     pub count: u64,
 }
 
-type Key<'a> = (u32, &'a str, u64, &'a str, &'a str, &'a str, i8);
+/// Names as bytes: assertions keep theirs in their batch's arena, checked UTF-8 by the codec.
+type Key<'a> = (u32, &'a [u8], u64, &'a [u8], &'a [u8], &'a [u8], i8);
 
 /// One insert: for each of some partitions, the rollup rows of an offset range and a
 /// progress row. One block, so every partition in it moves together or not at all.
@@ -94,11 +95,11 @@ struct Chunk {
 fn put_row(out: &mut Vec<u8>, key: &Key<'_>, counts: &[u64; 4], partition: i32, offsets: u64) {
     let (minute, spec, spec_version, component, instance, requirement, severity) = *key;
     out.extend_from_slice(&minute.to_le_bytes());
-    put_str(out, spec);
+    put_bytes(out, spec);
     out.extend_from_slice(&spec_version.to_le_bytes());
-    put_str(out, component);
-    put_str(out, instance);
-    put_str(out, requirement);
+    put_bytes(out, component);
+    put_bytes(out, instance);
+    put_bytes(out, requirement);
     out.push(severity as u8);
     for c in counts {
         out.extend_from_slice(&c.to_le_bytes());
@@ -141,7 +142,7 @@ impl<'a> Pending<'a> {
         for (key, counts) in &self.sums {
             put_row(&mut body, key, counts, row_partition, 0);
         }
-        let progress: Key<'_> = (0, "", 0, "", "", "", 1);
+        let progress: Key<'_> = (0, b"", 0, b"", b"", b"", 1);
         put_row(&mut body, &progress, &[0; 4], partition, u64::try_from(next - from).unwrap_or(0));
         Chunk { partition, next, body }
     }
@@ -191,7 +192,7 @@ fn chunks<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>, layout: La
             if offset < mark {
                 continue;
             }
-            if let Some(c) = row.contribution() {
+            if let Some(c) = row.contribution(&batch.arena) {
                 pending.add(c);
             }
             if pending.bytes >= MAX_INSERT_BYTES - 64 * 1024 * 4 {
@@ -249,18 +250,21 @@ mod tests {
         fn source(&self) -> Source {
             Source { partition: self.partition, offset: self.offset }
         }
-        fn contribution(&self) -> Option<Contribution<'_>> {
+        fn contribution<'a>(&'a self, _arena: &'a [u8]) -> Option<Contribution<'a>> {
             Some(Contribution {
                 minute: self.minute,
-                spec: "s",
+                spec: b"s",
                 spec_version: 1,
-                component: "c",
-                instance: "i",
-                requirement: "r",
+                component: b"c",
+                instance: b"i",
+                requirement: b"r",
                 severity: 2,
                 outcome: 0,
                 count: 1,
             })
+        }
+        async fn insert(client: &clickhouse::Client, rows: &[&Self], _arena: &[u8]) -> Result<(), clickhouse::error::Error> {
+            crate::rows::typed_insert(client, rows).await
         }
     }
 
@@ -349,13 +353,5 @@ mod tests {
         assert_eq!(row_partitions(&cluster[0].body), [3, 3, 3, 5, 5]);
         assert_eq!(one[0].marks, cluster[0].marks);
         assert_eq!(one[0].body.len(), cluster[0].body.len());
-    }
-
-    #[test]
-    fn strings_are_length_prefixed_with_a_varint() {
-        let mut out = Vec::new();
-        put_str(&mut out, &"x".repeat(300));
-        assert_eq!(&out[..2], &[0xac, 0x02]);
-        assert_eq!(out.len(), 302);
     }
 }

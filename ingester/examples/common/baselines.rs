@@ -15,7 +15,8 @@ use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
 use specaudit_core::kafka::Topics;
 use specaudit_core::record::Assertion;
-use specaudit_ingester::rows::{AssertionRow, Source, SourcedRow as _};
+use specaudit_ingester::assertion_row::{AssertionRow, EncodedInsert};
+use specaudit_ingester::rows::{OutcomeColumn, SeverityColumn, Source};
 use specaudit_tests::TestEnv;
 
 use super::support::{self, Load};
@@ -101,59 +102,118 @@ pub fn bare_consume(env: &TestEnv, n: u64) -> f64 {
     n as f64 / started.elapsed().as_secs_f64()
 }
 
-/// A bare ClickHouse insert of `rows` (RowBinary, LZ4, inserts of the ingester's default
-/// `max_rows`, no rollup) into a copy of the raw table, each insert's rows in `order`.
-/// Rows/s.
-pub async fn bare_insert(env: &TestEnv, rows: &[AssertionRow], order: Order) -> f64 {
+/// A bare ClickHouse insert of `assertions` (RowBinary, LZ4, inserts of the ingester's
+/// default `max_rows`, no rollup) into a copy of the raw table, each insert's rows in
+/// `order`; the rows are built before the clock starts. Rows/s.
+pub async fn bare_insert(env: &TestEnv, assertions: &[Assertion], order: Order) -> f64 {
     let client = env.client();
     let table = match order {
         Order::AsTheyCame => "assertions_bare",
         Order::TableKey => "assertions_bare_sorted",
     };
     client.query(&format!("CREATE TABLE {table} AS assertions")).execute().await.expect("create");
-    let started = Instant::now();
-    for chunk in rows.chunks(specaudit_ingester::config::IngestConfig::default().max_rows) {
-        match order {
-            Order::AsTheyCame => {
-                let mut insert = client.insert::<AssertionRow>(table).await.expect("insert");
+    let max_rows = specaudit_ingester::config::IngestConfig::default().max_rows;
+    let source = |i: usize| Source { partition: (i % 6) as i32, offset: i as i64 };
+    match order {
+        Order::AsTheyCame => {
+            let rows: Vec<BareRow> = assertions.iter().enumerate().map(|(i, a)| BareRow::new(a, source(i))).collect();
+            let started = Instant::now();
+            for chunk in rows.chunks(max_rows) {
+                let mut insert = client.insert::<BareRow>(table).await.expect("insert");
                 for row in chunk {
                     insert.write(row).await.expect("write");
                 }
                 insert.end().await.expect("end");
             }
-            Order::TableKey => {
-                let refs: Vec<&AssertionRow> = chunk.iter().collect();
-                let mut encoded = AssertionRow::encode_insert(&refs).expect("assertions are encoded");
+            rows.len() as f64 / started.elapsed().as_secs_f64()
+        }
+        Order::TableKey => {
+            let batches: Vec<(Vec<u8>, Vec<AssertionRow>)> = assertions
+                .chunks(max_rows)
+                .enumerate()
+                .map(|(c, chunk)| {
+                    let mut arena = Vec::new();
+                    let rows = chunk.iter().enumerate().map(|(i, a)| AssertionRow::new(a, source(c * max_rows + i), &mut arena)).collect();
+                    (arena, rows)
+                })
+                .collect();
+            let started = Instant::now();
+            for (arena, rows) in &batches {
+                let refs: Vec<&AssertionRow> = rows.iter().collect();
+                let mut encoded = EncodedInsert::new(&refs, arena);
                 let mut insert = client.insert_formatted_with(format!("INSERT INTO {table} ({}) FORMAT RowBinary", encoded.columns));
                 while let Some(bytes) = encoded.next_chunk() {
                     insert.send(bytes).await.expect("send");
                 }
                 insert.end().await.expect("end");
             }
+            assertions.len() as f64 / started.elapsed().as_secs_f64()
         }
     }
-    rows.len() as f64 / started.elapsed().as_secs_f64()
 }
 
 /// The order a bare insert sends each block's rows in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Order {
+    /// As they came, typed rows through the `clickhouse` crate.
     AsTheyCame,
     /// Sorted by the table's key and encoded as the ingester sends them.
     TableKey,
 }
 
-/// The rows of `records` as the ingester would write them.
-pub fn rows(records: impl Iterator<Item = Vec<u8>>) -> Vec<AssertionRow> {
+/// An assertion row with its own fields, for the typed bare insert.
+#[derive(Debug, clickhouse::Row, serde::Serialize)]
+pub struct BareRow {
+    #[serde(with = "clickhouse::serde::uuid")]
+    assertion_id: uuid::Uuid,
+    ts_ms: u64,
+    spec: String,
+    spec_version: u64,
+    component: String,
+    instance: String,
+    agent_id: String,
+    requirement: String,
+    task: String,
+    outcome: i8,
+    severity: i8,
+    count: u32,
+    message: String,
+    details: String,
+    label_keys: Vec<String>,
+    label_values: Vec<String>,
+    kafka_partition: i32,
+    kafka_offset: i64,
+}
+
+impl BareRow {
+    fn new(a: &Assertion, source: Source) -> Self {
+        BareRow {
+            assertion_id: a.assertion_id,
+            ts_ms: a.ts as u64,
+            spec: a.spec.clone(),
+            spec_version: a.spec_version as u64,
+            component: a.component.clone(),
+            instance: a.instance.clone(),
+            agent_id: a.agent_id.clone(),
+            requirement: a.requirement.clone(),
+            task: a.task.clone(),
+            outcome: OutcomeColumn::from(a.outcome) as i8,
+            severity: SeverityColumn::from(a.severity) as i8,
+            count: a.count as u32,
+            message: a.message.clone(),
+            details: a.details.clone(),
+            label_keys: a.labels.keys().cloned().collect(),
+            label_values: a.labels.values().cloned().collect(),
+            kafka_partition: source.partition,
+            kafka_offset: source.offset,
+        }
+    }
+}
+
+/// The assertions of `records`, decoded.
+pub fn assertions(records: impl Iterator<Item = Vec<u8>>) -> Vec<Assertion> {
     let codec = Codec::<Assertion>::new();
-    let mut names = specaudit_ingester::rows::Names::default();
-    records
-        .enumerate()
-        .map(|(i, bytes)| {
-            let a = codec.decode(&bytes).expect("decode");
-            AssertionRow::new(&a, Source { partition: (i % 6) as i32, offset: i as i64 }, &mut names)
-        })
-        .collect()
+    records.map(|bytes| codec.decode(&bytes).expect("decode")).collect()
 }
 
 /// ClickHouse's Kafka engine reading a full JSON topic, with one materialized view into a
