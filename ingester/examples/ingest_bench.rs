@@ -4,7 +4,8 @@
 //!   N Avro assertions; its sustained rate until all N are queryable in the raw table and
 //!   the rollup (producing first keeps the producer off the two cores), peak RSS;
 //! - raw limits: a bare Kafka consume of the same topic, a bare ClickHouse insert of the
-//!   same rows (RowBinary, LZ4, inserts of the ingester's default size, no rollup);
+//!   same rows (RowBinary, LZ4, inserts of the ingester's default size, no rollup), as
+//!   they came and sorted by the table's key as the ingester sends them;
 //! - ClickHouse's Kafka engine with materialized views into a raw table and the rollup,
 //!   against the ingester, both on the same rows as JSON (18.16 has no Avro input format);
 //! - p99 produce → queryable latency of probe records under a load at a tenth of the
@@ -12,7 +13,9 @@
 //!
 //! `cargo build --release -p specaudit-ingester --example ingest_bench && target/release/examples/ingest_bench`
 //! Environment: SPECAUDIT_TEST_BROKERS, SPECAUDIT_TEST_CLICKHOUSE (stack addresses),
-//! BENCH_N (default 1,000,000), BENCH_JSON (result file, default target/ingest_bench.json).
+//! BENCH_N (default 1,000,000), BENCH_ROUNDS (rounds of the ingester against the raw limits,
+//! each on a fresh topic; the ratios reported are their medians; default 3), BENCH_JSON
+//! (result file, default target/ingest_bench.json).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -138,32 +141,88 @@ async fn latency(env: &TestEnv, load: &std::sync::Arc<Load>, rate: f64, seconds:
     (pct(0.5), pct(0.99), lat.len())
 }
 
+/// The ingester against the raw limits, on a fresh topic and database.
+struct Round {
+    /// Sustained rows/s, and from its start.
+    ingester: f64,
+    from_start: f64,
+    peak_mib: f64,
+    consume: f64,
+    insert: f64,
+    sorted_insert: f64,
+}
+
+impl Round {
+    fn ratio(&self) -> f64 {
+        self.ingester / self.consume.min(self.insert)
+    }
+
+    fn sorted_ratio(&self) -> f64 {
+        self.ingester / self.consume.min(self.sorted_insert)
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "ingester_rows_per_s": self.ingester,
+            "ingester_rows_per_s_from_start": self.from_start,
+            "ingester_peak_rss_mib": self.peak_mib,
+            "bare_kafka_consume_rows_per_s": self.consume,
+            "bare_clickhouse_insert_rows_per_s": self.insert,
+            "bare_clickhouse_insert_table_order_rows_per_s": self.sorted_insert,
+            "ratio_vs_smaller_raw_limit": self.ratio(),
+            "ratio_vs_smaller_raw_limit_table_order": self.sorted_ratio(),
+        })
+    }
+}
+
+async fn round(load: &Load, assertions: &[specaudit_core::record::Assertion], n: u64) -> Round {
+    let env = TestEnv::new().await;
+    let (ingester, peak_mib) = ingester_run(&env, load, n, false).await;
+    // The steady state is what compares with the raw limits, which have no start-up.
+    let rate = ingester.sustained.unwrap_or(ingester.overall);
+    println!("  ingester (avro): sustained {rate:.0} rows/s, {:.0} rows/s from start, peak RSS {peak_mib:.1} MiB", ingester.overall);
+    let consume = bare_consume(&env, n);
+    println!("  bare kafka consume: {consume:.0} rows/s");
+    let insert = bare_insert(&env, assertions, Order::AsTheyCame).await;
+    println!("  bare clickhouse insert: {insert:.0} rows/s");
+    // The ingester sends each insert sorted by the table's key, which spares ClickHouse its
+    // sort: the same bare insert in that order is the stricter limit.
+    let sorted_insert = bare_insert(&env, assertions, Order::TableKey).await;
+    println!("  bare clickhouse insert, rows in table order: {sorted_insert:.0} rows/s");
+    env.cleanup().await;
+    let round = Round { ingester: rate, from_start: ingester.overall, peak_mib, consume, insert, sorted_insert };
+    println!("  ratio vs the smaller raw limit: {:.2} ({:.2} against the insert in table order)", round.ratio(), round.sorted_ratio());
+    round
+}
+
+fn median(values: impl Iterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.collect();
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let n: u64 = std::env::var("BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(1_000_000);
     let load = std::sync::Arc::new(Load::new(600));
     assert!(exe().exists(), "build the ingester first: cargo build --release -p specaudit-ingester");
 
-    let avro = TestEnv::new().await;
-    let (ingester, peak_mib) = ingester_run(&avro, &load, n, false).await;
-    // The steady state is what compares with the raw limits, which have no start-up.
-    let ingester_rate = ingester.sustained.unwrap_or(ingester.overall);
-    println!(
-        "ingester (avro): sustained {ingester_rate:.0} rows/s, {:.0} rows/s from start, peak RSS {peak_mib:.1} MiB",
-        ingester.overall
-    );
-    let consume_rate = bare_consume(&avro, n);
-    println!("bare kafka consume: {consume_rate:.0} rows/s");
+    let rounds: usize = std::env::var("BENCH_ROUNDS").ok().and_then(|v| v.parse().ok()).unwrap_or(3).max(1);
     let assertions = baselines::assertions((0..n).map(|i| load.record(i).1));
-    let insert_rate = bare_insert(&avro, &assertions, Order::AsTheyCame).await;
-    println!("bare clickhouse insert: {insert_rate:.0} rows/s");
-    // The ingester sends each insert sorted by the table's key, which spares ClickHouse its
-    // sort: the same bare insert in that order is the stricter limit.
-    let sorted_insert_rate = bare_insert(&avro, &assertions, Order::TableKey).await;
-    println!("bare clickhouse insert, rows in table order: {sorted_insert_rate:.0} rows/s");
+    let mut measured = Vec::with_capacity(rounds);
+    for r in 1..=rounds {
+        println!("round {r} of {rounds}");
+        measured.push(round(&load, &assertions, n).await);
+    }
     drop(assertions);
-    let limit = consume_rate.min(insert_rate);
-    let sorted_limit = consume_rate.min(sorted_insert_rate);
+    let ratio_limit = median(measured.iter().map(Round::ratio));
+    let ratio_sorted_limit = median(measured.iter().map(Round::sorted_ratio));
+    let ingester_rate = median(measured.iter().map(|r| r.ingester));
+    let peak_mib = measured.iter().map(|r| r.peak_mib).fold(0.0, f64::max);
 
     let json_env = TestEnv::new().await;
     let (ingester_json, _) = ingester_run(&json_env, &load, n, true).await;
@@ -179,23 +238,18 @@ async fn main() {
     let (p50, p99, probes) = latency(&lat_env, &load, ingester_rate / 10.0, 20).await;
     println!("latency at {:.0} rows/s: p50 {p50:.0} ms, p99 {p99:.0} ms over {probes} probes", ingester_rate / 10.0);
 
-    let ratio_limit = ingester_rate / limit;
-    let ratio_sorted_limit = ingester_rate / sorted_limit;
     // The engine writes one block per million rows or so, so only the from-start rates
     // (group join included on both sides) compare.
     let ratio_engine = engine.as_ref().map(|e| ingester_json.overall / e.overall).ok();
-    println!("ratio vs the smaller raw limit: {ratio_limit:.2} ({ratio_sorted_limit:.2} against the insert in table order)");
+    println!("ratio vs the smaller raw limit, median of {rounds} rounds: {ratio_limit:.2} ({ratio_sorted_limit:.2} against the insert in table order)");
     if let Some(r) = ratio_engine {
         println!("ratio vs the kafka engine (json, from start): {r:.2}");
     }
     let result = serde_json::json!({
         "rows": n,
-        "ingester_rows_per_s": ingester_rate,
-        "ingester_rows_per_s_from_start": ingester.overall,
+        "rounds": measured.iter().map(Round::json).collect::<Vec<_>>(),
+        "ingester_rows_per_s_median": ingester_rate,
         "ingester_json_rows_per_s_from_start": ingester_json.overall,
-        "bare_kafka_consume_rows_per_s": consume_rate,
-        "bare_clickhouse_insert_rows_per_s": insert_rate,
-        "bare_clickhouse_insert_table_order_rows_per_s": sorted_insert_rate,
         "ratio_vs_smaller_raw_limit": ratio_limit,
         "ratio_vs_smaller_raw_limit_table_order": ratio_sorted_limit,
         "kafka_engine_rows_per_s_from_start": engine.as_ref().ok().map(|e| e.overall),
@@ -210,7 +264,7 @@ async fn main() {
     let path = std::env::var("BENCH_JSON").unwrap_or_else(|_| "target/ingest_bench.json".into());
     std::fs::write(&path, serde_json::to_string_pretty(&result).expect("json")).expect("write result");
     println!("result written to {path}");
-    for env in [avro, json_env, engine_env, lat_env] {
+    for env in [json_env, engine_env, lat_env] {
         env.cleanup().await;
     }
 }
