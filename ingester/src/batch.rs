@@ -21,7 +21,8 @@ pub struct Batch<R> {
     /// dead letters alike; committing `last + 1` after the flush covers them all.
     pub offsets: BTreeMap<i32, (i64, i64)>,
     /// Kafka payload bytes of the rows and dead letters: what bounds a batch's memory
-    /// whatever the records' size (a row takes a few times its payload).
+    /// whatever the records' size (an assertion takes about its payload plus its row, the
+    /// other tables' rows a few times their payload).
     pub bytes: usize,
     opened: Option<Instant>,
 }

@@ -32,12 +32,12 @@ use tokio::runtime::RuntimeFlavor;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+use crate::assertion_row::AssertionRow;
 use crate::batch::Batch;
 use crate::config::{IngestConfig, IngesterConfig};
 use crate::consumer::{self, IngestContext, Ownership};
 use crate::dead_letter::{self, DeadLetter};
 use crate::flush::{Io, Table, Transient};
-use crate::assertion_row::AssertionRow;
 use crate::rows::{AgentRow, AlarmRow, DeadLetterRow, Source, SourcedRow, SpecVersionRow};
 
 /// How long a SIGTERM waits for the pending batches to be written and committed.
