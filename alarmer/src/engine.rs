@@ -17,7 +17,7 @@ use crate::alarm::{Alarms, Input, Transition};
 use crate::conditions::{Condition, Finding, Judge};
 use crate::routes::Router;
 use crate::rules::{GroupKey, Rule, RuleError};
-use crate::selector::Subject;
+use crate::selector::{component_under, Subject};
 use crate::waivers::Waiver;
 use crate::window::Window;
 
@@ -25,6 +25,8 @@ use crate::window::Window;
 type Values = BTreeMap<String, String>;
 /// A time-watching rule's verdict on one group.
 type Verdict = (Values, Severity, Option<Finding>);
+/// The agents of a group still on an old version: (agent, its version, the latest).
+type Stale = Vec<(String, i64, i64)>;
 
 /// What the evaluator is configured with.
 #[derive(Debug, Clone, Default)]
@@ -482,21 +484,11 @@ impl Engine {
     /// proven by a heartbeat sent at least `D` after it.
     fn stale_agents(&self, rule: &Rule) -> Vec<Verdict> {
         let Condition::StaleVersionFor(limit) = rule.condition else { return Vec::new() };
-        let severity = rule.severity.unwrap_or_default();
-        let mut groups: BTreeMap<Values, Vec<(String, i64, i64)>> = BTreeMap::new();
+        let mut groups: BTreeMap<Values, (Severity, Stale)> = BTreeMap::new();
         for (agent_id, agent) in &self.agents {
             for in_use in &agent.specs {
                 let Some(latest) = self.specs.get(&in_use.spec) else { continue };
-                let subject = Subject {
-                    spec: &in_use.spec,
-                    component: &agent.component,
-                    requirement: "",
-                    severity,
-                    labels: &agent.labels,
-                };
-                if !rule.selector.matches(&subject) {
-                    continue;
-                }
+                let Some(severity) = agent_severity(rule, &in_use.spec, agent, latest) else { continue };
                 let values: BTreeMap<String, String> = rule
                     .group_by
                     .iter()
@@ -509,14 +501,37 @@ impl Engine {
                         (k.label().to_owned(), v.to_owned())
                     })
                     .collect();
-                let stale = groups.entry(values).or_default();
+                let (gravest, stale) = groups.entry(values).or_insert((severity, Vec::new()));
+                *gravest = (*gravest).min(severity); // Critical sorts first
                 if in_use.version < latest.version && agent.ts >= latest.ts + limit {
                     stale.push((agent_id.clone(), in_use.version, latest.version));
                 }
             }
         }
-        groups.into_iter().map(|(values, stale)| (values, severity, rule.condition.check_stale(&stale))).collect()
+        groups
+            .into_iter()
+            .map(|(values, (severity, stale))| (values, rule.severity.unwrap_or(severity), rule.condition.check_stale(&stale)))
+            .collect()
     }
+}
+
+/// Whether `rule` selects `agent` as a runner of `spec`, and if so the severity it stands for.
+///
+/// An agent has no severity of its own: it stands for the requirements the latest version
+/// of the spec sets its component (its own and its parents', by inheritance). So
+/// `match.severity` and `match.requirement` select the agents for which one of those
+/// requirements matches (`severity = "critical"`: the agents left on an old version of
+/// critical requirements), and the agent stands for the gravest requirement that matched.
+/// An agent the spec sets no requirement is selected only by a rule asking for no
+/// severity or requirement, and counts as major (a requirement's default).
+fn agent_severity(rule: &Rule, spec: &str, agent: &Agent, latest: &SpecState) -> Option<Severity> {
+    let subject = |requirement, severity| Subject { spec, component: &agent.component, requirement, severity, labels: &agent.labels };
+    let mut applies = latest.expected.iter().filter(|item| component_under(&agent.component, &item.component)).peekable();
+    if applies.peek().is_none() {
+        let unconstrained = rule.selector.severity.is_empty() && rule.selector.requirement.is_none();
+        return (unconstrained && rule.selector.matches(&subject("", Severity::default()))).then_some(Severity::default());
+    }
+    applies.filter(|item| rule.selector.matches(&subject(&item.requirement, item.severity))).map(|item| item.severity).min()
 }
 
 fn group_value<'a>(key: &GroupKey, a: &'a Assertion) -> &'a str {

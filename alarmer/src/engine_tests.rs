@@ -273,6 +273,55 @@ fn a_heartbeat_from_a_clock_running_ahead_counts_as_sent_when_it_arrived() {
     assert_eq!(states(&e.evaluate(15_000)), [(AlarmState::Firing, "stale".to_owned())]);
 }
 
+/// A heartbeat of an agent of `component` running version `version` of svc.
+fn hb_of(component: &str, ts: i64, version: i64) -> Heartbeat {
+    Heartbeat { agent_id: format!("agent-{component}"), component: component.into(), instance: format!("{component}-1"), ..hb(ts, version) }
+}
+
+#[test]
+fn stale_version_rules_select_agents_by_the_requirements_their_component_has() {
+    let matching = |name: &str, severity: &str| {
+        let selector = json!({"severity": severity}).as_object().unwrap().clone();
+        let when = json!({"stale_version_for": "5s"}).as_object().unwrap().clone();
+        Rule::from_config(&RuleConfig { name: name.into(), selector, when, ..RuleConfig::default() }).unwrap()
+    };
+    let rules = vec![
+        matching("critical", "critical"),
+        matching("major", "major"),
+        matching("minor", "minor"),
+        rule("any", json!({"stale_version_for": "5s"})),
+    ];
+    let mut e = engine(rules, vec![]);
+    e.spec(&spec_version(2, 10_000), 10_000);
+    // All on v1: frontend has tls (critical) and limit (major), frontend.cache inherits
+    // them, security has audit (major), billing has no requirement in the spec.
+    for component in ["frontend", "frontend.cache", "security", "billing"] {
+        e.heartbeat(&hb_of(component, 15_000, 1), 15_000);
+    }
+    let mut fired: Vec<(String, String, Severity)> = e
+        .evaluate(15_000)
+        .into_iter()
+        .filter_map(|t| t.event)
+        .filter(|e| e.state == AlarmState::Firing)
+        .map(|e| (e.rule, e.component, e.severity))
+        .collect();
+    fired.sort();
+    let expected = [
+        ("any", "billing", Severity::Major),
+        ("any", "frontend", Severity::Critical),
+        ("any", "frontend.cache", Severity::Critical),
+        ("any", "security", Severity::Major),
+        ("critical", "frontend", Severity::Critical),
+        ("critical", "frontend.cache", Severity::Critical),
+        ("major", "frontend", Severity::Major),
+        ("major", "frontend.cache", Severity::Major),
+        ("major", "security", Severity::Major),
+    ];
+    let expected: Vec<(String, String, Severity)> = expected.iter().map(|(r, c, s)| ((*r).to_owned(), (*c).to_owned(), *s)).collect();
+    // No component has a minor requirement: the minor rule selects no agent.
+    assert_eq!(fired, expected);
+}
+
 #[test]
 fn spec_policies_are_rules_of_their_spec() {
     let mut e = engine(vec![], vec![]);

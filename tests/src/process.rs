@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use crate::TestEnv;
 
@@ -111,6 +112,20 @@ impl Service {
     pub fn terminate(mut self) -> ExitStatus {
         self.signal("TERM");
         self.child.wait().expect("wait")
+    }
+
+    /// SIGTERM, then the exit status if the process ends within `limit`; `None` if it is
+    /// still running then (it is killed when the `Service` is dropped).
+    pub fn terminate_within(&mut self, limit: Duration) -> Option<ExitStatus> {
+        self.signal("TERM");
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+                _ => return None,
+            }
+        }
     }
 
     /// GET a path of the telemetry endpoint (plain HTTP/1.0, no client library needed).

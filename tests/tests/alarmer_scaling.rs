@@ -2,6 +2,7 @@
 //! groups: a rule over a component's many instances (whose records are spread over the
 //! partitions) and a silence are each judged whole, by one copy, and notified once. A
 //! copy that stays through a rebalance rebuilds the windows of rules specs brought later.
+//! Each copy of a group of two stops promptly and cleanly on SIGTERM.
 
 mod alarmer_common;
 
@@ -35,6 +36,24 @@ async fn healthy(alarmer: &Service) {
     }
 }
 
+/// Waits until both copies are healthy, in the group, the shards split between them,
+/// each copy replayed.
+async fn split(copies: &[Service; 2]) {
+    for copy in copies {
+        healthy(copy).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let owned: Vec<f64> = copies.iter().map(|c| c.metric("specaudit_alarmer_shards_owned", "").unwrap_or(0.0)).collect();
+        let shards = copies[0].metric("specaudit_alarmer_shards ", "").unwrap_or(0.0);
+        if owned.iter().all(|&o| o > 0.0) && owned.iter().sum::<f64>() == shards {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the shards were not split between the copies: {owned:?} of {shards}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_copies_judge_groups_spanning_instances_whole_and_notify_once() {
     let env = TestEnv::new().await;
@@ -56,20 +75,7 @@ async fn two_copies_judge_groups_spanning_instances_whole_and_notify_once() {
         Service::spawn(&exe, &["--config", &config], &name, &[]),
         Service::spawn(&exe, &["--config", &config], &name, &[]),
     ];
-    for copy in &copies {
-        healthy(copy).await;
-    }
-    // Both in the group, the shards split between them, each copy replayed.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let owned: Vec<f64> = copies.iter().map(|c| c.metric("specaudit_alarmer_shards_owned", "").unwrap_or(0.0)).collect();
-        let shards = copies[0].metric("specaudit_alarmer_shards ", "").unwrap_or(0.0);
-        if owned.iter().all(|&o| o > 0.0) && owned.iter().sum::<f64>() == shards {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the shards were not split between the copies: {owned:?} of {shards}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    split(&copies).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // Eight instances, keyed apart: their records land on several partitions, read by both
@@ -157,5 +163,30 @@ async fn a_copy_rebalanced_replays_the_windows_of_rules_a_spec_brought_after_its
     let got = hook.received();
     assert!(got.iter().all(|r| r.status() == "firing"), "resolved while its failures are in the window: {got:#?}");
     drop(first);
+    env.cleanup().await;
+}
+
+/// Stopping settles the dispatcher in the revoke callback, then waits for the dispatcher
+/// to finish: nothing may keep its queue open by then (the group consumer's context holds
+/// a sender of it), or the copy hangs after "shards revoked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_copies_of_a_group_of_two_exit_cleanly_on_sigterm() {
+    let env = TestEnv::new().await;
+    let hook = Receiver::start().await;
+    let file = config_file(&env, &hook, false, "", RULES);
+    let config = file.path().display().to_string();
+    let exe = workspace_bin("specaudit-alarmer");
+    let name = format!("specaudit-alarmer-{}", env.id);
+    let mut copies = [
+        Service::spawn(&exe, &["--config", &config], &name, &[]),
+        Service::spawn(&exe, &["--config", &config], &name, &[]),
+    ];
+    split(&copies).await;
+    // One after the other: the first leaves the group (the second is rebalanced onto
+    // every shard), then the second, alone in it, leaves too.
+    for copy in &mut copies {
+        let status = copy.terminate_within(Duration::from_secs(20));
+        assert!(status.is_some_and(|s| s.success()), "no clean exit within 20 s of SIGTERM ({status:?}); log: {}", copy.log.display());
+    }
     env.cleanup().await;
 }

@@ -439,10 +439,10 @@ async fn faults_during_load_neither_lose_nor_double_assertions_or_notifications(
     for slot in &mut fleet.ingesters {
         assert!(Fleet::take(slot).terminate().success(), "the ingester exits cleanly on SIGTERM");
     }
-    // The alarmers are killed: in a group of two, `specaudit-alarmer` does not yet exit on
-    // SIGTERM (it stops after "partitions revoked"), which is not what this suite checks.
     for slot in &mut fleet.alarmers {
-        Fleet::take(slot).kill();
+        let mut alarmer = Fleet::take(slot);
+        let status = alarmer.terminate_within(Duration::from_secs(30));
+        assert!(status.is_some_and(|s| s.success()), "the alarmer exits cleanly on SIGTERM ({status:?}); log: {}", alarmer.log.display());
     }
     env.cleanup().await;
 }
