@@ -12,7 +12,6 @@ use rdkafka::producer::Producer;
 use specaudit_core::codec::{Codec, MAX_FIELD_BYTES, MAX_TS_MS};
 use specaudit_core::kafka::Topics;
 use specaudit_core::record::Assertion;
-use specaudit_ingester::config::{IngestConfig, IngesterConfig};
 use specaudit_ingester::dead_letter::{HEADER_OFFSET, HEADER_PARTITION, HEADER_REASON, HEADER_TOPIC};
 use specaudit_tests::TestEnv;
 use support::{counts, wait_for_rows, Load};
@@ -75,12 +74,7 @@ async fn corrupt_records_go_to_dead_letters_with_their_reason_and_the_rest_is_in
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 
-    let config = IngesterConfig {
-        kafka: env.kafka.clone(),
-        clickhouse: env.clickhouse.clone(),
-        ingest: IngestConfig { group_id: format!("test-{}", env.id), max_delay: Duration::from_millis(200), ..IngestConfig::default() },
-        ..IngesterConfig::default()
-    };
+    let config = support::config(&env);
     let stop = CancellationToken::new();
     let ingester = tokio::spawn(specaudit_ingester::run(config, stop.clone()));
     let client = env.client();

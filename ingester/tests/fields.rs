@@ -11,7 +11,6 @@ use rdkafka::producer::Producer;
 use specaudit_core::codec::{Codec, MAX_FIELD_BYTES, MAX_TS_MS};
 use specaudit_core::kafka::Topics;
 use specaudit_core::record::{Assertion, Outcome, Severity};
-use specaudit_ingester::config::{IngestConfig, IngesterConfig};
 use specaudit_tests::TestEnv;
 use support::wait_for_rows;
 use tokio_util::sync::CancellationToken;
@@ -116,12 +115,7 @@ async fn every_field_of_an_assertion_lands_as_sent() {
     }
     producer.flush(Duration::from_secs(60)).expect("flush");
 
-    let config = IngesterConfig {
-        kafka: env.kafka.clone(),
-        clickhouse: env.clickhouse.clone(),
-        ingest: IngestConfig { group_id: format!("test-{}", env.id), max_delay: Duration::from_millis(200), ..IngestConfig::default() },
-        ..IngesterConfig::default()
-    };
+    let config = support::config(&env);
     let stop = CancellationToken::new();
     let ingester = tokio::spawn(specaudit_ingester::run(config, stop.clone()));
     let client = env.client();

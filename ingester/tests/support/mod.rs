@@ -18,6 +18,17 @@ pub use specaudit_tests::integrity::{counts, wait_for_rows, wait_for_some, Count
 #[allow(unused_imports)]
 pub use specaudit_tests::process::Service as Ingester;
 
+/// An ingester run in the test's process against `env`, flushing every 200 ms.
+pub fn config(env: &specaudit_tests::TestEnv) -> specaudit_ingester::config::IngesterConfig {
+    use specaudit_ingester::config::{IngestConfig, IngesterConfig};
+    IngesterConfig {
+        kafka: env.kafka.clone(),
+        clickhouse: env.clickhouse.clone(),
+        ingest: IngestConfig { group_id: format!("test-{}", env.id), max_delay: Duration::from_millis(200), ..IngestConfig::default() },
+        ..IngesterConfig::default()
+    }
+}
+
 /// The load size: `SPECAUDIT_TEST_LOAD`, else `default`.
 pub fn load_size(default: u64) -> u64 {
     std::env::var("SPECAUDIT_TEST_LOAD").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
