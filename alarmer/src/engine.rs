@@ -62,8 +62,72 @@ struct Expected {
     component: String,
     requirement: String,
     severity: Severity,
-    /// When the alarmer first knew it expected this requirement (silence counts from here).
+    /// Since when the spec has had this requirement without a break (silence counts from
+    /// here): from spec-history, else from when the alarmer first saw it expected.
     since: i64,
+}
+
+/// When each requirement came into its spec, folded from spec-history in order. The
+/// compacted specs topic keeps only the latest version of a spec, whose time says nothing
+/// of how long its requirements have been expected.
+#[derive(Debug, Default)]
+pub struct History {
+    /// spec → (latest version folded, requirement → since when it has been in the spec).
+    specs: HashMap<String, (i64, HashMap<String, i64>)>,
+}
+
+impl History {
+    /// Folds in the next version of a spec; versions of a spec come in order, a repeat of
+    /// an older one changes nothing.
+    pub fn add(&mut self, version: &SpecVersion) {
+        if self.specs.get(&version.spec).is_some_and(|(v, _)| *v >= version.version) {
+            return;
+        }
+        if version.deleted {
+            // Deleted: a requirement of a spec published again is new.
+            self.specs.remove(&version.spec);
+            return;
+        }
+        // Unreadable: never published so (a spec is validated first); the versions around
+        // it decide.
+        let Some(requirements) = requirement_ids(&version.document) else { return };
+        let old = self.specs.remove(&version.spec).map(|(_, since)| since).unwrap_or_default();
+        let since = requirements
+            .into_iter()
+            .map(|r| {
+                let ts = old.get(&r).copied().unwrap_or(version.ts);
+                (r, ts)
+            })
+            .collect();
+        self.specs.insert(version.spec.clone(), (version.version, since));
+    }
+
+    /// The specs it knows of.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+}
+
+/// The requirement ids of a spec document, read without validating it: history needs the
+/// names alone, and a big history is read faster so.
+fn requirement_ids(document: &str) -> Option<Vec<String>> {
+    #[derive(serde::Deserialize)]
+    struct Document {
+        #[serde(default)]
+        components: BTreeMap<String, Component>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Component {
+        #[serde(default)]
+        requirements: BTreeMap<String, serde::de::IgnoredAny>,
+    }
+    let document: Document = serde_json::from_str(document).ok()?;
+    let ids = document.components.into_iter().flat_map(|(component, c)| c.requirements.into_keys().map(move |r| format!("{component}/{r}")));
+    Some(ids.collect())
 }
 
 #[derive(Debug)]
@@ -91,6 +155,8 @@ pub struct Engine {
     groups: HashMap<String, Group>,
     touched: HashSet<String>,
     specs: HashMap<String, SpecState>,
+    /// What spec-history says of the specs not applied yet (see [`Engine::history`]).
+    history: History,
     /// spec → requirement → last assertion ts.
     seen: HashMap<String, HashMap<String, i64>>,
     agents: HashMap<String, Agent>,
@@ -167,6 +233,7 @@ impl Engine {
             groups: HashMap::new(),
             touched: HashSet::new(),
             specs: HashMap::new(),
+            history: History::default(),
             seen: HashMap::new(),
             agents: HashMap::new(),
             agent_timeout_ms: config.agent_timeout_ms.max(1),
@@ -214,10 +281,19 @@ impl Engine {
         self.groups.len()
     }
 
+    /// Takes what spec-history says of when requirements came into their specs, before
+    /// the first versions are applied: each spec's first version applied takes its part.
+    pub fn history(&mut self, history: History) {
+        self.history = history;
+    }
+
     /// Takes a new spec version: what it expects, and its alarm policies. Returns the
     /// policies that were skipped as invalid.
     pub fn spec(&mut self, version: &SpecVersion, now: i64) -> Vec<RuleError> {
         let name = version.spec.clone();
+        // The history up to this version or later; an older one could miss a requirement
+        // removed and added again since.
+        let history = self.history.specs.remove(&name).filter(|(v, _)| *v >= version.version).map(|(_, since)| since);
         if version.deleted {
             self.specs.remove(&name);
             self.spec_rules.remove(&name);
@@ -233,7 +309,9 @@ impl Engine {
         let since_of = |requirement: &str| {
             old.as_ref()
                 .and_then(|s| s.expected.iter().find(|e| e.requirement == requirement))
-                .map_or(version.ts.min(now), |e| e.since)
+                .map(|e| e.since)
+                .or_else(|| history.as_ref().and_then(|h| h.get(requirement)).map(|ts| (*ts).min(now)))
+                .unwrap_or(version.ts.min(now))
         };
         let mut expected = Vec::new();
         for (component, body) in &spec.components {

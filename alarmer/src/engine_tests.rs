@@ -228,6 +228,55 @@ fn silence_counts_from_when_the_requirement_was_expected() {
     assert!(moved.contains(&(AlarmState::Resolved, "security/audit".into())));
 }
 
+/// A version of svc expecting `requirements` of frontend alone (or deleted, if none).
+fn svc_with(version: i64, ts: i64, requirements: &[&str]) -> SpecVersion {
+    let listed: Vec<String> = requirements.iter().map(|r| format!("\"{r}\":{{}}")).collect();
+    let document = format!(r#"{{"apiVersion":"specaudit/v1","spec":"svc","components":{{"frontend":{{"requirements":{{{}}}}}}}}}"#, listed.join(","));
+    SpecVersion { deleted: requirements.is_empty(), document: if requirements.is_empty() { String::new() } else { document }, ..spec_version(version, ts) }
+}
+
+#[test]
+fn silence_counts_from_when_spec_history_says_the_requirement_came_in() {
+    let mut history = History::default();
+    // tls since v1; limit from v2 on, gone in v3 and back in v4; audit gone since v3. A
+    // repeated record of v2 changes nothing.
+    history.add(&svc_with(1, 1_000, &["tls", "audit"]));
+    history.add(&svc_with(2, 2_000, &["tls", "audit", "limit"]));
+    history.add(&svc_with(2, 2_000, &["tls", "audit", "limit"]));
+    history.add(&svc_with(3, 3_000, &["tls"]));
+    history.add(&svc_with(4, 4_000, &["tls", "limit"]));
+    let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);
+    e.history(history);
+    // The compacted specs topic holds v4 alone.
+    e.spec(&svc_with(4, 4_000, &["tls", "limit"]), 6_000);
+    let fired = |out: Vec<Transition>| -> Vec<String> { out.iter().filter_map(|t| t.event.as_ref()).map(|e| e.requirement.clone()).collect() };
+    assert_eq!(fired(e.evaluate(6_000)), ["frontend/tls"], "tls silent since v1, limit since it came back in v4");
+    assert!(e.evaluate(8_999).is_empty());
+    assert_eq!(fired(e.evaluate(9_000)), ["frontend/limit"]);
+
+    let mut history = History::default();
+    history.add(&svc_with(1, 1_000, &["tls"]));
+    history.add(&svc_with(2, 2_000, &[]));
+    history.add(&svc_with(3, 3_000, &["tls"]));
+    let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);
+    e.history(history);
+    e.spec(&svc_with(3, 3_000, &["tls"]), 7_000);
+    assert!(e.evaluate(7_999).is_empty(), "a spec published again after a delete starts afresh");
+    assert_eq!(e.evaluate(8_000).len(), 1);
+}
+
+#[test]
+fn history_older_than_the_version_applied_is_not_used() {
+    let mut history = History::default();
+    history.add(&svc_with(1, 1_000, &["tls"]));
+    let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);
+    e.history(history);
+    // v2 and v3 (tls removed and added again) are not in the history read.
+    e.spec(&svc_with(3, 3_000, &["tls"]), 7_000);
+    assert!(e.evaluate(7_999).is_empty(), "tls counts from v3");
+    assert_eq!(e.evaluate(8_000).len(), 1);
+}
+
 #[test]
 fn a_clock_running_ahead_does_not_hide_a_silence() {
     let mut e = engine(vec![rule("silent", json!({"silent_for": "5s"}))], vec![]);

@@ -30,6 +30,11 @@
 //!   committed. A recovered alarm whose condition no longer holds is resolved (and
 //!   on-call told), one that still holds stays firing silently, with repeats due on the
 //!   same schedule as before.
+//! - **Silence counts from spec-history.** The specs topic is compacted: after a restart it
+//!   may hold only the latest version of a spec, younger than its requirements. So at start
+//!   the alarmer also reads spec-history (to the end it has then, decoding the records of
+//!   live specs only) and counts each requirement's silence from the version since which
+//!   it has been in its spec without a break; a spec edit does not restart the clock.
 //!
 //! # Scaling out
 //!

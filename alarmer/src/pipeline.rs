@@ -5,6 +5,7 @@
 //! everything else that time alone changes (windows emptying, holds, silence, staleness,
 //! waivers expiring, repeats).
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::alarm::Transition;
 use crate::config::{AlarmerConfig, Plan};
-use crate::engine::{Engine, Shards};
+use crate::engine::{Engine, History, Shards};
 use crate::notify::dispatch::{AlarmLog, Dispatcher};
 use crate::replay::{Membership, Replay};
 
@@ -54,6 +55,31 @@ fn decode_all<T: specaudit_core::codec::Record + Send + 'static>(
     })
 }
 
+/// Reads spec-history to the end it has now, for the `specs` named alone: the topic keeps
+/// every version of every spec ever published, and the others are skipped undecoded.
+fn read_history(
+    config: &AlarmerConfig,
+    topic: String,
+    specs: HashSet<String>,
+) -> impl std::future::Future<Output = Result<Result<History, KafkaError>, tokio::task::JoinError>> {
+    let kafka = config.kafka.clone();
+    tokio::task::spawn_blocking(move || {
+        let codec = Codec::<SpecVersion>::new();
+        let mut history = History::default();
+        read_to_end(&kafka, &topic, START_TIMEOUT, |m| {
+            // Keyed by spec name (DESIGN.md section 5).
+            if !m.key().and_then(|k| std::str::from_utf8(k).ok()).is_some_and(|k| specs.contains(k)) {
+                return;
+            }
+            match codec.decode(m.payload().unwrap_or_default()) {
+                Ok(version) => history.add(&version),
+                Err(error) => tracing::warn!(%topic, partition = m.partition(), offset = m.offset(), %error, "skipping undecodable record"),
+            }
+        })?;
+        Ok(history)
+    })
+}
+
 /// Runs until `shutdown`; `health` turns true once the windows are rebuilt.
 pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: CancellationToken) -> Result<(), RunError> {
     let topics = Topics::new(&config.kafka.topic_prefix);
@@ -63,9 +89,27 @@ pub async fn run(config: AlarmerConfig, plan: Plan, health: Health, shutdown: Ca
     };
     let mut engine = Engine::new(plan.engine);
 
-    // 1. What the specs expect and the policies they carry.
-    let now = now_ms();
+    // 1. What the specs expect and the policies they carry, and since when: the specs
+    //    topic is compacted, so a requirement's silence counts from when it came into its
+    //    spec, as spec-history tells (read after the specs, so it has their versions).
     let specs: Vec<SpecVersion> = decode_all(&config, topics.specs.clone()).await?.map_err(kafka_err("reading the specs topic (is kafka up, and are the specaudit topics created? deploy/local/stack up creates them)"))?;
+    let mut live_specs = HashMap::new();
+    for version in &specs {
+        live_specs.insert(version.spec.clone(), !version.deleted);
+    }
+    let live_specs: HashSet<String> = live_specs.into_iter().filter_map(|(name, live)| live.then_some(name)).collect();
+    if !live_specs.is_empty() {
+        let started = std::time::Instant::now();
+        match read_history(&config, topics.spec_history.clone(), live_specs).await? {
+            Ok(history) => {
+                tracing::info!(specs = history.len(), seconds = started.elapsed().as_secs_f64(), "spec history read");
+                engine.history(history);
+            }
+            // Starting matters more: silence then counts from the versions on the specs topic.
+            Err(error) => tracing::warn!(%error, "cannot read spec-history: silence of the requirements counts from the latest spec versions"),
+        }
+    }
+    let now = now_ms();
     for version in &specs {
         for skipped in engine.spec(version, now) {
             tracing::warn!(%skipped, "skipping alarm policy of a spec");
