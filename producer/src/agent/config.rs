@@ -1,6 +1,7 @@
 //! How an agent is set up.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroUsize;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -31,6 +32,13 @@ pub struct AgentConfig {
     /// rollup interval; the rest travel as one counted assertion. No cap when absent.
     #[serde(default)]
     pub max_failures_per_interval: Option<u32>,
+    /// Most distinct tasks whose rolled-up outcomes one requirement keeps by task name per
+    /// rollup interval, besides the tasks it names (for a requirement of every task, the
+    /// first task it sees) and the first eight tasks that skip it. Task names come from
+    /// callers, so outcomes of further tasks travel under the task `(other)` (counted in
+    /// `Counters::over_task_cap`) instead of growing the agent.
+    #[serde(default = "default_max_tasks")]
+    pub max_tasks_per_interval: NonZeroUsize,
     /// How long start waits to have read every spec.
     #[serde(default = "default_start_timeout", with = "humantime_serde")]
     pub start_timeout: Duration,
@@ -42,6 +50,10 @@ fn default_queue_bytes() -> usize {
 
 fn default_rollup() -> Duration {
     Duration::from_secs(1)
+}
+
+pub(crate) fn default_max_tasks() -> NonZeroUsize {
+    NonZeroUsize::new(100).unwrap_or(NonZeroUsize::MIN)
 }
 
 fn default_heartbeat() -> Duration {
@@ -64,6 +76,7 @@ impl AgentConfig {
             rollup_interval: default_rollup(),
             heartbeat_interval: default_heartbeat(),
             max_failures_per_interval: None,
+            max_tasks_per_interval: default_max_tasks(),
             start_timeout: default_start_timeout(),
         }
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use rdkafka::message::DeliveryResult;
 use rdkafka::producer::{BaseRecord, Producer, ProducerContext, ThreadedProducer};
 use rdkafka::ClientContext;
-use specaudit_core::codec::Codec;
+use specaudit_core::codec::{Codec, MAX_FIELD_BYTES};
 use specaudit_core::kafka::{client_config, Topics};
 use specaudit_core::record::{now_ms, Assertion, Heartbeat, Outcome, RequirementCoverage};
 use uuid::Uuid;
@@ -24,12 +24,16 @@ pub struct Counters {
     pub emitted: i64,
     /// Records dropped: queue full, Kafka unreachable past the message timeout.
     pub dropped: i64,
+    /// Outcomes sent under the task `(other)` because their requirement had already rolled
+    /// up `max_tasks_per_interval` tasks by name in that interval; counted at each flush.
+    pub over_task_cap: i64,
 }
 
 #[derive(Debug, Default)]
 struct Cells {
     emitted: AtomicI64,
     dropped: AtomicI64,
+    over_task_cap: AtomicI64,
 }
 
 struct DeliveryCount(Arc<Cells>);
@@ -76,7 +80,14 @@ pub(super) struct Emitter {
     cells: Arc<Cells>,
     cap: Option<u32>,
     started_at: i64,
+    /// Sees each assertion as it is sent: tests read what went out and act while a flush
+    /// is under way.
+    #[cfg(test)]
+    pub(super) on_send: std::sync::Mutex<Option<SendHook>>,
 }
+
+#[cfg(test)]
+pub(super) type SendHook = Box<dyn FnMut(&Assertion) + Send>;
 
 impl Emitter {
     pub(super) fn new(config: &AgentConfig) -> Result<Emitter, AgentError> {
@@ -104,6 +115,8 @@ impl Emitter {
             cells,
             cap: config.max_failures_per_interval,
             started_at: now_ms(),
+            #[cfg(test)]
+            on_send: std::sync::Mutex::new(None),
         })
     }
 
@@ -117,6 +130,7 @@ impl Emitter {
             checked,
             emitted: self.cells.emitted.load(Ordering::Relaxed),
             dropped: self.cells.dropped.load(Ordering::Relaxed),
+            over_task_cap: self.cells.over_task_cap.load(Ordering::Relaxed),
         }
     }
 
@@ -125,6 +139,9 @@ impl Emitter {
     /// task's place in the requirement's tasks, as from `task_index`.
     #[inline]
     pub(super) fn record(&self, key: Key<'_>, index: Option<usize>, message: &str, details: impl FnOnce() -> String) {
+        // Task names come from callers: one longer than a record's field would be refused by
+        // the ingester, and would cost that much in the rollups.
+        let key = Key { task: clip(key.task, MAX_FIELD_BYTES), ..key };
         let (tally, task) = (&key.requirement.tally, key.task);
         match key.outcome {
             Outcome::Pass => tally.pass(task, index),
@@ -145,14 +162,18 @@ impl Emitter {
             instance: self.instance.clone(),
             agent_id: self.agent_id.clone(),
             requirement: key.requirement.id.to_string(),
-            task: key.task.to_owned(),
+            task: clip(key.task, MAX_FIELD_BYTES).to_owned(),
             outcome: key.outcome,
             severity: key.requirement.severity,
             count,
-            message: truncate(message.to_owned(), specaudit_core::codec::MAX_FIELD_BYTES),
-            details: if details.len() > specaudit_core::codec::MAX_FIELD_BYTES { String::new() } else { details },
+            message: clip(message, MAX_FIELD_BYTES).to_owned(),
+            details: if details.len() > MAX_FIELD_BYTES { String::new() } else { details },
             labels: self.labels.clone(),
         };
+        #[cfg(test)]
+        if let Some(hook) = self.on_send.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
+            hook(&assertion);
+        }
         match self.assertions.encode(&assertion) {
             Ok(bytes) => self.produce(&self.topics.assertions, &self.key, &bytes, ASSERTION),
             Err(error) => {
@@ -176,7 +197,11 @@ impl Emitter {
     /// count.
     pub(super) fn flush_rollups(&self, spec: &CompiledSpec) {
         for requirement in &spec.requirements {
-            for (task, counts) in requirement.tally.drain() {
+            let (tasks, over_cap) = requirement.tally.drain();
+            if over_cap > 0 {
+                self.count_over_task_cap(requirement, over_cap);
+            }
+            for (task, counts) in tasks {
                 let rolled = [
                     (Outcome::Pass, counts.passes, ""),
                     (Outcome::Skip, counts.skips, ""),
@@ -190,6 +215,14 @@ impl Emitter {
                 }
             }
         }
+    }
+
+    /// Counts outcomes rolled up under `(other)`; the first time, says why.
+    fn count_over_task_cap(&self, requirement: &CompiledRequirement, outcomes: i64) {
+        if self.cells.over_task_cap.fetch_add(outcomes, Ordering::Relaxed) == 0 {
+            tracing::warn!(component = %self.component, requirement = requirement.id, "more distinct tasks in one rollup interval than max_tasks_per_interval: further tasks are rolled up under (other)");
+        }
+        metrics::counter!("specaudit_agent_outcomes_over_task_cap_total", "component" => self.component.clone()).increment(outcomes.unsigned_abs());
     }
 
     /// Sends a heartbeat: versions in use, counters, the requirements that apply and how
@@ -234,14 +267,12 @@ impl Emitter {
     }
 }
 
-fn truncate(mut text: String, max: usize) -> String {
-    if text.len() > max {
-        let mut end = max;
-        while !text.is_char_boundary(end) {
-            end -= 1;
-        }
-        text.truncate(end);
+/// At most the first `max` bytes of `text`, cut at a character boundary.
+fn clip(text: &str, max: usize) -> &str {
+    let mut end = max.min(text.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
     }
-    text
+    &text[..end]
 }
 

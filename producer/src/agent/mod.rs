@@ -5,7 +5,9 @@
 //!   spec), then keeps consuming it: each new version is compiled and swapped in.
 //! - `check` evaluates the declarative checks that apply; `assert` records a check done by
 //!   the component's own code. Passes and skips are rolled up per interval into one
-//!   assertion with a count; fails and errors go out one by one with their message.
+//!   assertion with a count; fails and errors go out one by one with their message. Per
+//!   requirement, at most `max_tasks_per_interval` tasks are rolled up by name in one
+//!   interval; further tasks' outcomes go out under the task [`OTHER_TASK`].
 //! - Records go to a bounded librdkafka queue; when it is full or Kafka is unreachable
 //!   they are dropped and counted, never queued without bound.
 
@@ -32,8 +34,10 @@ use specaudit_core::record::{Outcome, SpecInUse, SpecVersion};
 use tokio::sync::watch;
 
 pub use self::config::AgentConfig;
+pub(crate) use self::config::default_max_tasks;
 use self::emit::{Emitter, Key};
 pub use self::emit::Counters;
+pub use self::specs::OTHER_TASK;
 use self::specs::{CompiledSpec, SpecSet};
 
 /// The SDK's version, reported in heartbeats.
@@ -353,7 +357,7 @@ fn assign_from_start(consumer: &BaseConsumer, topic: &str) -> Result<BTreeMap<i3
 
 /// Swaps in a new version of one spec.
 fn apply(shared: &Shared, version: &SpecVersion) {
-    let compiled = match CompiledSpec::compile(version, &shared.config.component) {
+    let compiled = match CompiledSpec::compile(version, &shared.config.component, shared.config.max_tasks_per_interval.get()) {
         None => None,
         Some(Ok(compiled)) => Some(Arc::new(compiled)),
         Some(Err(error)) => {
@@ -402,11 +406,16 @@ fn flush_all(shared: &Shared) {
     }
     let mut retired = shared.retired.lock().unwrap_or_else(|e| e.into_inner());
     let Retired { specs, forgotten_outcomes } = &mut *retired;
-    for spec in specs.iter() {
-        shared.emitter.flush_rollups(spec);
-    }
     specs.retain(|spec| {
+        // Judged before the flush: a check that holds the version may count into it until
+        // it lets go, even while it is flushed. Forgotten only if nobody held it before
+        // this flush, which then sends all it counted.
         let held = Arc::strong_count(spec) > 1;
+        if !held {
+            // Pairs with the release of the last hold: its counts are all visible.
+            std::sync::atomic::fence(Ordering::Acquire);
+        }
+        shared.emitter.flush_rollups(spec);
         if !held {
             *forgotten_outcomes += spec.outcomes();
         }
@@ -457,11 +466,38 @@ mod tests {
         }
     }
 
+    /// Totals of what the agent sends, by (spec version, task, outcome).
+    type Sent = Arc<Mutex<BTreeMap<(i64, String, Outcome), i64>>>;
+
+    /// Collects what `agent` sends into the returned totals, calling `also` on each record
+    /// as it goes out.
+    fn collect(agent: &Agent, mut also: impl FnMut() + Send + 'static) -> Sent {
+        let sent = Sent::default();
+        let totals = Arc::clone(&sent);
+        let hook = move |a: &specaudit_core::record::Assertion| {
+            *totals.lock().unwrap_or_else(|e| e.into_inner()).entry((a.spec_version, a.task.clone(), a.outcome)).or_default() += a.count;
+            also();
+        };
+        *agent.shared.emitter.on_send.lock().unwrap_or_else(|e| e.into_inner()) = Some(Box::new(hook));
+        sent
+    }
+
+    fn unreachable_kafka() -> KafkaConfig {
+        // Nothing listens on port 1: records wait in the queue and are dropped.
+        KafkaConfig { brokers: "127.0.0.1:1".into(), ..KafkaConfig::default() }
+    }
+
+    /// A config whose ticker does not flush during a test: the test flushes when it means to.
+    fn flushed_by_test() -> AgentConfig {
+        let mut config = AgentConfig::new(unreachable_kafka(), "web", "w-1");
+        config.rollup_interval = Duration::from_secs(3600);
+        config
+    }
+
     #[test]
     fn checked_stays_exact_while_threads_check_and_versions_are_replaced_and_forgotten() {
-        // Nothing listens on port 1: records wait in the queue and are dropped.
-        let kafka = KafkaConfig { brokers: "127.0.0.1:1".into(), ..KafkaConfig::default() };
-        let agent = Agent::with_specs(AgentConfig::new(kafka, "web", "w-1"), &[version(1)]).unwrap_or_else(|e| panic!("{e}"));
+        let agent = Agent::with_specs(AgentConfig::new(unreachable_kafka(), "web", "w-1"), &[version(1)]).unwrap_or_else(|e| panic!("{e}"));
+        let sent = collect(&agent, || {});
         let (threads, n) = (4, 20_000);
         std::thread::scope(|s| {
             for _ in 0..threads {
@@ -482,6 +518,72 @@ mod tests {
         let retired = agent.shared.retired.lock().unwrap_or_else(|e| e.into_inner()).specs.len();
         assert_eq!(retired, 0, "replaced versions nobody holds are forgotten");
         assert_eq!(agent.counters().checked, threads * n);
+        let sent: i64 = sent.lock().unwrap_or_else(|e| e.into_inner()).values().sum();
+        assert_eq!(sent, threads * n, "every outcome counted is sent");
+        agent.shutdown(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_pass_counted_into_a_replaced_version_while_it_is_flushed_is_sent_once_under_that_version() {
+        let agent = Agent::with_specs(flushed_by_test(), &[version(1)]).unwrap_or_else(|e| panic!("{e}"));
+        // A `check` in flight holds the set it loaded before the swap: version 1.
+        let mut in_flight = Some(agent.shared.specs.load_full());
+        agent.check("serve", &json!({"tls": "1.3"}));
+        apply(&agent.shared, &version(2));
+        // The check counts its pass into version 1 while the flush is sending version 1's
+        // rollups, then returns, dropping the last hold on version 1.
+        let sent = collect(&agent, move || {
+            if let Some(set) = in_flight.take() {
+                let requirement = &set.specs[0].requirements[0];
+                requirement.tally.pass("serve", requirement.task_index("serve"));
+            }
+        });
+        flush_all(&agent.shared);
+        flush_all(&agent.shared);
+        let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        assert_eq!(sent, BTreeMap::from([((1, "serve".to_owned(), Outcome::Pass), 2)]));
+        assert_eq!(agent.counters().checked, 2);
+        assert!(agent.shared.retired.lock().unwrap_or_else(|e| e.into_inner()).specs.is_empty(), "version 1 is forgotten once sent");
+        agent.shutdown(Duration::ZERO);
+    }
+
+    #[test]
+    fn tasks_beyond_max_tasks_per_interval_are_sent_under_other_and_counted() {
+        let mut config = flushed_by_test();
+        config.max_tasks_per_interval = std::num::NonZeroUsize::new(4).unwrap_or(std::num::NonZeroUsize::MIN);
+        let agent = Agent::with_specs(config, &[version(1)]).unwrap_or_else(|e| panic!("{e}"));
+        let sent = collect(&agent, || {});
+        // As from sidecar requests that name a new task each: each skips `web/tls`.
+        let tasks = 1000;
+        for i in 0..tasks {
+            agent.check("serve", &json!({"tls": "1.3"}));
+            agent.check(&format!("task-{i}"), &json!({}));
+        }
+        flush_all(&agent.shared);
+        let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        // The pass slot, the 8 skip slots, 4 tasks by name, and the rest under (other).
+        let by_name = 1 + 8 + 4;
+        assert_eq!(sent.len(), by_name + 1, "{sent:?}");
+        assert_eq!(sent.get(&(1, "serve".to_owned(), Outcome::Pass)), Some(&tasks));
+        assert_eq!(sent.get(&(1, OTHER_TASK.to_owned(), Outcome::Skip)), Some(&(tasks - 12)));
+        assert_eq!(sent.values().sum::<i64>(), 2 * tasks);
+        let counters = agent.counters();
+        assert_eq!((counters.checked, counters.over_task_cap), (2 * tasks, tasks - 12));
+        agent.shutdown(Duration::ZERO);
+    }
+
+    #[test]
+    fn a_task_name_longer_than_a_record_field_is_clipped() {
+        let agent = Agent::with_specs(flushed_by_test(), &[version(1)]).unwrap_or_else(|e| panic!("{e}"));
+        let sent = collect(&agent, || {});
+        // The field limit falls inside a two-byte character: the cut goes before it.
+        let max = specaudit_core::codec::MAX_FIELD_BYTES;
+        let long = format!("a{}", "é".repeat(max));
+        agent.check(&long, &json!({}));
+        flush_all(&agent.shared);
+        let sent = sent.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let sent: Vec<_> = sent.iter().map(|((version, task, outcome), count)| (*version, task.len(), long.starts_with(task.as_str()), *outcome, *count)).collect();
+        assert_eq!(sent, [(1, max - 1, true, Outcome::Skip, 1)]);
         agent.shutdown(Duration::ZERO);
     }
 

@@ -43,8 +43,11 @@ pub(super) struct CompiledRequirement {
 /// requirement of every task, of the first task it sees) costs one atomic add in that
 /// task's slot: no lock, no lookup. So does a skip by one of the first [`SKIP_SLOTS`]
 /// other tasks the component checks (every check of another task skips the requirement,
-/// from every thread). Other outcomes take a lock and a lookup by the task name, with no
-/// allocation once a task was seen.
+/// from every thread). Other outcomes take a lock and a lookup by the task name.
+///
+/// Task names come from callers (through the sidecar, from any request), so the outcomes
+/// counted by name are kept for at most `max_tasks` tasks per interval; those of further
+/// tasks are counted under [`OTHER_TASK`], never dropped, and the flush reports how many.
 ///
 /// Counters only grow; a flush or a heartbeat takes what was added since the previous
 /// one, so an add racing either is counted once, in this call or the next.
@@ -63,7 +66,13 @@ pub(super) struct Tally {
     reported: AtomicI64,
     /// Fails and errors sent one by one in this interval (for the per-requirement cap).
     sent: AtomicI64,
+    /// Most tasks counted by name in `rollups` per interval.
+    max_tasks: usize,
 }
+
+/// The task under which a requirement rolls up the outcomes of tasks beyond its
+/// `max_tasks_per_interval`.
+pub const OTHER_TASK: &str = "(other)";
 
 /// Tasks whose skips of one requirement are counted without a lock.
 const SKIP_SLOTS: usize = 8;
@@ -96,8 +105,11 @@ impl Slot {
 
 #[derive(Debug, Default)]
 struct Rollups {
-    /// task → counts rolled up into one assertion per (task, kind) at the next flush.
+    /// task → counts rolled up into one assertion per (task, kind) at the next flush;
+    /// emptied by each flush, so it holds at most `max_tasks` tasks and [`OTHER_TASK`].
     by_task: rustc_hash::FxHashMap<Box<str>, Counts>,
+    /// Outcomes counted under [`OTHER_TASK`] since the previous flush.
+    over_cap: i64,
     /// Each pass slot's count at the previous flush.
     flushed: Vec<i64>,
     /// Each skip slot's count at the previous flush.
@@ -115,20 +127,22 @@ pub(super) struct Counts {
 }
 
 impl Tally {
-    /// A tally for a requirement of `tasks` (None: of every task).
-    pub(super) fn new(tasks: Option<&[String]>) -> Tally {
+    /// A tally for a requirement of `tasks` (None: of every task) that counts at most
+    /// `max_tasks` further tasks by name per interval.
+    pub(super) fn new(tasks: Option<&[String]>, max_tasks: usize) -> Tally {
         let slots: Box<[Slot]> = match tasks {
             None => Box::new([Slot::default()]),
             Some(tasks) => tasks.iter().map(|t| Slot { task: OnceLock::from(Box::from(t.as_str())), ..Slot::default() }).collect(),
         };
         Tally {
-            rollups: Mutex::new(Rollups { by_task: Default::default(), flushed: vec![0; slots.len()], skips_flushed: [0; SKIP_SLOTS] }),
+            rollups: Mutex::new(Rollups { flushed: vec![0; slots.len()], ..Rollups::default() }),
             slots,
             skip_slots: Default::default(),
             every_task: tasks.is_none(),
             others: AtomicI64::new(0),
             reported: AtomicI64::new(0),
             sent: AtomicI64::new(0),
+            max_tasks,
         }
     }
 
@@ -157,14 +171,22 @@ impl Tally {
         }
     }
 
-    /// Counts an outcome by task name, under the lock.
+    /// Counts an outcome by task name, under the lock; under [`OTHER_TASK`] when the task
+    /// is new and `max_tasks` tasks were counted by name in this interval.
     pub(super) fn add(&self, task: &str, count: impl FnOnce(&mut Counts)) {
         self.others.fetch_add(1, Ordering::Relaxed);
         let mut rollups = self.rollups.lock().unwrap_or_else(|e| e.into_inner());
-        match rollups.by_task.get_mut(task) {
-            Some(counts) => count(counts),
-            None => count(rollups.by_task.entry(task.into()).or_default()),
+        let Rollups { by_task, over_cap, .. } = &mut *rollups;
+        if let Some(counts) = by_task.get_mut(task) {
+            return count(counts);
         }
+        let task = if by_task.len() < self.max_tasks {
+            task
+        } else {
+            *over_cap += 1;
+            OTHER_TASK
+        };
+        count(by_task.entry(task.into()).or_default());
     }
 
     /// Counts one fail or error to send now; false once `cap` of them were sent this
@@ -178,11 +200,12 @@ impl Tally {
         may
     }
 
-    /// Takes what was collected since the previous drain, for a rollup flush.
-    pub(super) fn drain(&self) -> Vec<(String, Counts)> {
+    /// Takes what was collected since the previous drain, for a rollup flush, and how many
+    /// of those outcomes were counted under [`OTHER_TASK`].
+    pub(super) fn drain(&self) -> (Vec<(String, Counts)>, i64) {
         self.sent.store(0, Ordering::Relaxed);
         let mut rollups = self.rollups.lock().unwrap_or_else(|e| e.into_inner());
-        let Rollups { by_task, flushed, skips_flushed } = &mut *rollups;
+        let Rollups { by_task, over_cap, flushed, skips_flushed } = &mut *rollups;
         let mut out: Vec<(String, Counts)> = Vec::new();
         for (slot, flushed) in self.slots.iter().zip(flushed.iter_mut()) {
             if let Some((task, passes)) = slot.take(flushed) {
@@ -194,8 +217,9 @@ impl Tally {
                 out.push((task.to_owned(), Counts { skips, ..Counts::default() }));
             }
         }
-        out.extend(by_task.iter_mut().filter(|(_, c)| **c != Counts::default()).map(|(t, c)| (t.to_string(), std::mem::take(c))));
-        out
+        // Emptied, not zeroed: the next interval has room for `max_tasks` tasks again.
+        out.extend(by_task.drain().map(|(task, counts)| (task.into_string(), counts)));
+        (out, std::mem::take(over_cap))
     }
 
     /// Every outcome counted since the tally was made.
@@ -240,9 +264,10 @@ impl CompiledSpec {
         self.requirements.iter().map(|r| r.tally.outcomes()).sum()
     }
 
-    /// Compiles what of `version` applies to `component`; None for a delete or a spec that
-    /// says nothing about the component.
-    pub(super) fn compile(version: &SpecVersion, component: &str) -> Option<Result<CompiledSpec, String>> {
+    /// Compiles what of `version` applies to `component`, each requirement counting at most
+    /// `max_tasks` tasks by name per interval; None for a delete or a spec that says
+    /// nothing about the component.
+    pub(super) fn compile(version: &SpecVersion, component: &str, max_tasks: usize) -> Option<Result<CompiledSpec, String>> {
         if version.deleted {
             return None;
         }
@@ -265,7 +290,7 @@ impl CompiledSpec {
                 severity: r.requirement.severity(),
                 tasks: r.requirement.tasks.clone(),
                 check,
-                tally: Tally::new(r.requirement.tasks.as_deref()),
+                tally: Tally::new(r.requirement.tasks.as_deref(), max_tasks),
             });
         }
         let params = Value::Object(applicable.params);
@@ -314,7 +339,7 @@ mod tests {
         let mut drained: BTreeMap<String, Counts> = BTreeMap::new();
         let mut evaluations = 0;
         let mut take = |drained: &mut BTreeMap<String, Counts>| {
-            for (task, c) in tally.drain() {
+            for (task, c) in tally.drain().0 {
                 let sum = drained.entry(task).or_default();
                 sum.passes += c.passes;
                 sum.skips += c.skips;
@@ -342,7 +367,7 @@ mod tests {
 
     #[test]
     fn named_tasks_count_exactly_across_threads_and_racing_drains() {
-        let tally = Tally::new(Some(&["serve".to_owned(), "admin".to_owned()]));
+        let tally = Tally::new(Some(&["serve".to_owned(), "admin".to_owned()]), 100);
         let (threads, n) = (4, 50_000);
         let (drained, evaluations) = race(&tally, threads, n, |t, i| match (t + i) % 4 {
             0 | 1 => tally.pass("serve", Some(0)),
@@ -359,12 +384,12 @@ mod tests {
         assert_eq!(drained, expected);
         assert_eq!(evaluations, total);
         assert_eq!(tally.outcomes(), total);
-        assert!(tally.drain().is_empty());
+        assert!(tally.drain().0.is_empty());
     }
 
     #[test]
     fn skips_by_more_tasks_than_there_are_skip_slots_count_exactly_across_threads() {
-        let tally = Tally::new(Some(&["backup".to_owned()]));
+        let tally = Tally::new(Some(&["backup".to_owned()]), 100);
         let tasks: Vec<String> = (0..SKIP_SLOTS + 4).map(|i| format!("task-{i}")).collect();
         let (threads, n) = (4, 24_000);
         let (drained, evaluations) = race(&tally, threads, n, |t, i| tally.skip(&tasks[(t + i) % tasks.len()]));
@@ -374,12 +399,12 @@ mod tests {
         assert_eq!(drained, expected);
         assert_eq!(evaluations, total);
         assert_eq!(tally.outcomes(), total);
-        assert!(tally.drain().is_empty());
+        assert!(tally.drain().0.is_empty());
     }
 
     #[test]
     fn a_requirement_of_every_task_counts_its_first_task_in_the_slot_and_the_rest_by_name() {
-        let tally = Tally::new(None);
+        let tally = Tally::new(None, 100);
         let (threads, n) = (4, 50_000);
         let (drained, evaluations) = race(&tally, threads, n, |t, i| tally.pass(if (t + i) % 2 == 0 { "a" } else { "b" }, Some(0)));
         let total = (threads * n) as i64;
@@ -390,16 +415,43 @@ mod tests {
 
     #[test]
     fn fails_within_the_cap_are_sent_and_counted_as_evaluations() {
-        let tally = Tally::new(Some(&["serve".to_owned()]));
+        let tally = Tally::new(Some(&["serve".to_owned()]), 100);
         let sent = (0..5).filter(|_| tally.may_send(Some(3))).count();
         for _ in sent..5 {
             tally.add("serve", |c| c.excess_fails += 1);
         }
         assert_eq!(sent, 3);
-        assert_eq!(tally.drain(), [("serve".to_owned(), Counts { excess_fails: 2, ..Counts::default() })]);
+        assert_eq!(tally.drain(), (vec![("serve".to_owned(), Counts { excess_fails: 2, ..Counts::default() })], 0));
         assert_eq!(tally.take_evaluations(), 5);
         assert_eq!(tally.take_evaluations(), 0);
         // The cap starts again with each flush.
         assert!(tally.may_send(Some(3)));
+    }
+
+    #[test]
+    fn tasks_beyond_max_tasks_in_one_interval_are_counted_under_other_and_each_flush_makes_room_again() {
+        let tally = Tally::new(Some(&["serve".to_owned()]), 3);
+        // The first SKIP_SLOTS tasks take the skip slots, the next 3 are counted by name,
+        // the rest under OTHER_TASK: two skips each.
+        let tasks: Vec<String> = (0..SKIP_SLOTS + 10).map(|i| format!("task-{i}")).collect();
+        for task in tasks.iter().chain(&tasks) {
+            tally.skip(task);
+        }
+        // A task already counted by name stays so; a pass of a new one (from `assert`) goes
+        // under OTHER_TASK too.
+        tally.skip(&tasks[SKIP_SLOTS]);
+        tally.pass("asserted", None);
+        let (drained, over_cap) = tally.drain();
+        let drained: BTreeMap<String, Counts> = drained.into_iter().collect();
+        let mut expected: BTreeMap<String, Counts> = tasks[..SKIP_SLOTS + 3].iter().map(|t| (t.clone(), counts(0, 2))).collect();
+        expected.insert(tasks[SKIP_SLOTS].clone(), counts(0, 3));
+        expected.insert(OTHER_TASK.to_owned(), counts(1, 14));
+        assert_eq!(drained, expected);
+        assert_eq!(over_cap, 15);
+        assert_eq!(tally.take_evaluations(), 2 * tasks.len() as i64 + 2);
+
+        let last = tasks.last().map(String::as_str).unwrap_or_default();
+        tally.skip(last);
+        assert_eq!(tally.drain(), (vec![(last.to_owned(), counts(0, 1))], 0), "the cap starts again with each flush");
     }
 }

@@ -61,6 +61,11 @@ pub struct SidecarSettings {
     /// the sidecar start agents without bound; further components are refused.
     #[serde(default = "default_max_components")]
     pub max_components: NonZeroUsize,
+    /// Most distinct task names one requirement rolls up by name per rollup interval, in
+    /// each component's agent. Task names come from the requests, so further tasks'
+    /// outcomes are rolled up under the task `(other)` rather than held without bound.
+    #[serde(default = "crate::agent::default_max_tasks")]
+    pub max_tasks_per_interval: NonZeroUsize,
 }
 
 fn default_listen() -> SocketAddr {
@@ -93,6 +98,7 @@ impl Default for SidecarSettings {
             queue_bytes: default_queue_bytes(),
             start_timeout: default_start_timeout(),
             max_components: default_max_components(),
+            max_tasks_per_interval: crate::agent::default_max_tasks(),
         }
     }
 }
@@ -228,13 +234,19 @@ impl Sidecar {
         if self.closed.load(Ordering::Relaxed) {
             return Err(RequestError::ShuttingDown);
         }
+        let agent = Agent::start(self.agent_config(component))?;
+        *slot = Some(agent.clone());
+        Ok(agent)
+    }
+
+    /// The settings of `component`'s agent.
+    fn agent_config(&self, component: &str) -> AgentConfig {
         let mut config = AgentConfig::new(self.config.kafka.clone(), component, self.instance.clone());
         config.labels = self.config.sidecar.labels.clone();
         config.queue_bytes = self.config.sidecar.queue_bytes;
         config.start_timeout = self.config.sidecar.start_timeout;
-        let agent = Agent::start(config)?;
-        *slot = Some(agent.clone());
-        Ok(agent)
+        config.max_tasks_per_interval = self.config.sidecar.max_tasks_per_interval;
+        config
     }
 
     /// The slot of `component`, made on its first request unless `sidecar.max_components`
@@ -304,6 +316,7 @@ mod tests {
         assert_eq!(config.sidecar.queue_bytes, defaults.queue_bytes);
         assert_eq!(config.sidecar.start_timeout, defaults.start_timeout);
         assert_eq!(config.sidecar.max_components, defaults.max_components);
+        assert_eq!(config.sidecar.max_tasks_per_interval, defaults.max_tasks_per_interval);
     }
 
     #[test]
@@ -314,6 +327,24 @@ mod tests {
         let env = vec![("SPECAUDIT__SIDECAR__MAX_COMPONENTS".to_owned(), "0".to_owned())];
         let err = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap_err();
         assert!(err.to_string().contains("max_components"), "{err}");
+    }
+
+    #[test]
+    fn max_tasks_per_interval_is_read_and_zero_is_refused() {
+        let env = vec![("SPECAUDIT__SIDECAR__MAX_TASKS_PER_INTERVAL".to_owned(), "7".to_owned())];
+        let config = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap();
+        assert_eq!(config.sidecar.max_tasks_per_interval.get(), 7);
+        let env = vec![("SPECAUDIT__SIDECAR__MAX_TASKS_PER_INTERVAL".to_owned(), "0".to_owned())];
+        let err = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap_err();
+        assert!(err.to_string().contains("max_tasks_per_interval"), "{err}");
+    }
+
+    #[test]
+    fn each_agent_gets_the_sidecars_limits() {
+        let env = vec![("SPECAUDIT__SIDECAR__MAX_TASKS_PER_INTERVAL".to_owned(), "7".to_owned()), ("SPECAUDIT__SIDECAR__QUEUE_BYTES".to_owned(), "4096".to_owned())];
+        let config = specaudit_core::config::load_with_env::<SidecarConfig>(None, env).unwrap();
+        let agent = Sidecar::new(config).agent_config("web");
+        assert_eq!((agent.max_tasks_per_interval.get(), agent.queue_bytes), (7, 4096));
     }
 
     #[test]
