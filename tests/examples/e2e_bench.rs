@@ -331,7 +331,7 @@ async fn main() {
     // 4. Baselines on the same topic and rows.
     let records = all_records(&env, emitted);
     let consume = baselines::bare_consume(&env, emitted);
-    let insert = baselines::bare_insert(&env, &baselines::rows(records.into_iter())).await;
+    let insert = baselines::bare_insert(&env, &baselines::assertions(records.into_iter()), baselines::Order::AsTheyCame).await;
     let engine_env = TestEnv::new().await;
     let engine = baselines::kafka_engine(&engine_env, &Load::new(600), emitted.max(200_000)).await;
     let limit = consume.min(insert);
