@@ -157,7 +157,7 @@ impl<'a> EncodedInsert<'a> {
         EncodedInsert { columns: COLUMNS, arena, rows, sent: 0 }
     }
 
-    /// The next rows to send, whole rows of about [`CHUNK_BYTES`] together.
+    /// The next rows to send, whole rows of about `CHUNK_BYTES` together.
     pub fn next_chunk(&mut self) -> Option<Bytes> {
         let rest = self.rows.get(self.sent..).filter(|rest| !rest.is_empty())?;
         let mut chunk = Vec::with_capacity(CHUNK_BYTES + 4096);

@@ -377,7 +377,7 @@ impl Flusher {
     }
 }
 
-/// Consumes until `shutdown`, then drains the pending batches within [`DRAIN_TIMEOUT`].
+/// Consumes until `shutdown`, then drains the pending batches within `DRAIN_TIMEOUT`.
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let topics = Topics::new(&config.kafka.topic_prefix);
     let context = IngestContext::default();

@@ -169,7 +169,7 @@ fn pack(chunks: Vec<Chunk>) -> Vec<RollupInsert> {
 
 /// The rollup inserts for `batch`, given each partition's mark (`marks`, which must hold
 /// every partition of the batch): rows at or past the mark are rolled up, in inserts of at
-/// most [`MAX_INSERT_BYTES`]; the last insert of a partition moves its mark past the
+/// most `MAX_INSERT_BYTES`; the last insert of a partition moves its mark past the
 /// batch's end (its dead letters included).
 pub fn inserts<R: SourcedRow>(batch: &Batch<R>, marks: &HashMap<i32, i64>, layout: Layout) -> Vec<RollupInsert> {
     pack(chunks(batch, marks, layout))
