@@ -139,8 +139,6 @@ impl AssertionRow {
 /// One insert's RowBinary, handed out in chunks that are compressed and sent one by one.
 #[derive(Debug)]
 pub struct EncodedInsert<'a> {
-    /// The columns each row holds, in order.
-    pub columns: &'static str,
     arena: &'a [u8],
     /// The rows, in the order they are sent.
     rows: Vec<&'a AssertionRow>,
@@ -154,7 +152,7 @@ impl<'a> EncodedInsert<'a> {
     /// `rows`, whose bytes are in `arena`, sorted by the table's key.
     pub fn new(rows: &[&'a AssertionRow], arena: &'a [u8]) -> Self {
         let rows = AssertionRow::table_order(rows, arena).into_iter().map(|i| rows[i]).collect();
-        EncodedInsert { columns: COLUMNS, arena, rows, sent: 0 }
+        EncodedInsert { arena, rows, sent: 0 }
     }
 
     /// The next rows to send, whole rows of about `CHUNK_BYTES` together.
@@ -198,7 +196,7 @@ impl SourcedRow for AssertionRow {
     async fn insert(client: &clickhouse::Client, rows: &[&Self], arena: &[u8]) -> Result<(), clickhouse::error::Error> {
         let mut encoded = EncodedInsert::new(rows, arena);
         let mut insert = client
-            .insert_formatted_with(format!("INSERT INTO {} ({}) FORMAT RowBinary", Self::TABLE, encoded.columns))
+            .insert_formatted_with(format!("INSERT INTO {} ({COLUMNS}) FORMAT RowBinary", Self::TABLE))
             .with_timeouts(Some(crate::flush::SEND_TIMEOUT), Some(crate::flush::END_TIMEOUT));
         while let Some(chunk) = encoded.next_chunk() {
             insert.send(chunk).await?;

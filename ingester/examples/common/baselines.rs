@@ -15,7 +15,7 @@ use rdkafka::{Offset, TopicPartitionList};
 use specaudit_core::codec::Codec;
 use specaudit_core::kafka::Topics;
 use specaudit_core::record::Assertion;
-use specaudit_ingester::assertion_row::{AssertionRow, EncodedInsert};
+use specaudit_ingester::assertion_row::{AssertionRow, EncodedInsert, COLUMNS};
 use specaudit_ingester::rows::{OutcomeColumn, SeverityColumn, Source};
 use specaudit_tests::TestEnv;
 
@@ -141,7 +141,7 @@ pub async fn bare_insert(env: &TestEnv, assertions: &[Assertion], order: Order) 
             for (arena, rows) in &batches {
                 let refs: Vec<&AssertionRow> = rows.iter().collect();
                 let mut encoded = EncodedInsert::new(&refs, arena);
-                let mut insert = client.insert_formatted_with(format!("INSERT INTO {table} ({}) FORMAT RowBinary", encoded.columns));
+                let mut insert = client.insert_formatted_with(format!("INSERT INTO {table} ({COLUMNS}) FORMAT RowBinary"));
                 while let Some(bytes) = encoded.next_chunk() {
                     insert.send(bytes).await.expect("send");
                 }

@@ -33,8 +33,9 @@ pub struct AgentConfig {
     #[serde(default)]
     pub max_failures_per_interval: Option<u32>,
     /// Most distinct tasks whose rolled-up outcomes one requirement keeps by task name per
-    /// rollup interval, besides the tasks it names (for a requirement of every task, the
-    /// first task it sees) and the first eight tasks that skip it. Task names come from
+    /// rollup interval. Not counted here: the passes of the tasks it names (for a
+    /// requirement of every task, of the first task it sees) and the skips of the first
+    /// eight tasks that skip it, which have slots of their own. Task names come from
     /// callers, so outcomes of further tasks travel under the task `(other)` (counted in
     /// `Counters::over_task_cap`) instead of growing the agent.
     #[serde(default = "default_max_tasks")]
